@@ -1,0 +1,139 @@
+"""Pieces every command shares: options, progress bars, messages, batch failures,
+and output paths."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from ..cli import EXIT_INPUT_ERROR
+from ..errors import SpmcliError
+from ..images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, find_images
+
+
+def is_quiet(ctx: click.Context) -> bool:
+    return bool((ctx.find_root().obj or {}).get("quiet"))
+
+
+def say(ctx: click.Context, message: str) -> None:
+    """A summary or information line on stdout (silenced by -q)."""
+    if not is_quiet(ctx):
+        click.echo(message)
+
+
+def progress_bar(ctx: click.Context, total: int | None, description: str, unit: str = "it") -> tqdm:
+    """A tqdm bar on stderr, shown only when stderr is a terminal and not -q."""
+    disable = is_quiet(ctx) or not sys.stderr.isatty()
+    return tqdm(total=total, desc=description, unit=unit, disable=disable, file=sys.stderr, leave=False)
+
+
+def max_pixels_option(function: Callable) -> Callable:
+    return click.option(
+        "--max-pixels",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_PIXELS,
+        show_default=True,
+        help="Refuse images with more pixels than this (checked before decoding).",
+    )(function)
+
+
+def seed_option(function: Callable) -> Callable:
+    return click.option(
+        "--seed", type=int, default=0, show_default=True, help="Seed for every random choice (same seed, same output)."
+    )(function)
+
+
+def expand_images(arguments: tuple[str, ...]) -> list[Path]:
+    """IMAGES arguments to paths; an argument matching nothing is a usage error."""
+    try:
+        return find_images(arguments)
+    except SpmcliError as error:
+        raise click.BadParameter(str(error), param_hint="IMAGES") from None
+
+
+class Batch:
+    """Collects per-input failures: each is reported at once as one ``Error:``
+    line, the rest of the batch goes on, and :meth:`finish` sums up."""
+
+    def __init__(self, ctx: click.Context, n_inputs: int) -> None:
+        self.ctx = ctx
+        self.n_inputs = n_inputs
+        self.failures: list[tuple[str, str]] = []
+
+    def fail(self, path: str | Path, error: BaseException | str) -> None:
+        if isinstance(error, SpmcliError):
+            cause = error.message
+            path = error.path or path
+        else:
+            cause = str(error)
+        self.failures.append((str(path), cause))
+        if (self.ctx.find_root().obj or {}).get("verbose") and isinstance(error, BaseException):
+            import traceback
+
+            traceback.print_exception(error)
+        click.echo(f"Error: {path}: {cause}", err=True)
+
+    def run(self, path: str | Path, action: Callable[[], Any]) -> Any:
+        """Run ``action``; record a failure (and return None) on a user-facing error.
+        ValueError from the numeric core is a problem with this input, too."""
+        try:
+            return action()
+        except (SpmcliError, ValueError) as error:
+            self.fail(path, error)
+            return None
+
+    def finish(self) -> None:
+        """Print the failure summary and exit 3 when anything failed."""
+        if not self.failures:
+            return
+        click.echo(f"Error: {len(self.failures)} of {self.n_inputs} input(s) could not be processed:", err=True)
+        for path, cause in self.failures:
+            click.echo(f"  {path}: {cause}", err=True)
+        self.ctx.exit(EXIT_INPUT_ERROR)
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return first.exists() and second.exists() and os.path.samefile(first, second)
+    except OSError:
+        return False
+
+
+def output_paths(
+    inputs: list[Path], output: str | None, output_dir: str | None, suffix: str | None = None
+) -> list[Path]:
+    """Where each input's result goes: ``-o FILE`` for a single input, or
+    ``--output-dir DIR`` (created if missing) keeping each input's file name
+    (with ``suffix`` as its extension when given). Never an input file."""
+    if (output is None) == (output_dir is None):
+        raise click.UsageError("give exactly one of -o/--output FILE or --output-dir DIR")
+    if output is not None:
+        if len(inputs) != 1:
+            raise click.UsageError(f"-o takes a single input, got {len(inputs)}; use --output-dir for a batch")
+        if Path(output).suffix.lower() not in IMAGE_EXTENSIONS:
+            raise click.BadParameter(
+                f"{output}: use an image extension ({', '.join(IMAGE_EXTENSIONS)})", param_hint="-o"
+            )
+        targets = [Path(output)]
+    else:
+        folder = Path(output_dir)
+        if folder.exists() and not folder.is_dir():
+            raise click.BadParameter(f"{folder}: exists and is not a folder", param_hint="--output-dir")
+        folder.mkdir(parents=True, exist_ok=True)
+        targets = [folder / (path.stem + (suffix or path.suffix)) for path in inputs]
+        seen: dict[Path, Path] = {}
+        for source, target in zip(inputs, targets, strict=True):
+            if target in seen:
+                raise click.UsageError(f"{seen[target]} and {source} would both be written to {target}")
+            seen[target] = source
+    resolved_inputs = {path.resolve() for path in inputs}
+    for source, target in zip(inputs, targets, strict=True):
+        if target.resolve() in resolved_inputs or any(_same_file(target, path) for path in inputs):
+            raise click.UsageError(f"output {target} is an input file ({source}); refusing to overwrite it")
+    return targets

@@ -1,0 +1,473 @@
+"""Reading and writing images, and expanding IMAGES arguments.
+
+Reading gives float64 pixels: integer images are scaled to [0, 1] (uint8 by
+255, uint16 by 65535); float TIFFs are taken as they are (on the 0..1 scale by
+convention) and must be finite. Colour stays as channels last; an alpha channel
+is kept apart (:attr:`Image.alpha`) and written back unchanged; palette and
+other modes become RGB or RGBA. Writing converts back to the input's dtype
+and layout, atomically (a temporary file in the target folder, then a rename).
+
+The pixel count is read from the file's header and checked against a limit
+before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from .atomic import atomic_path
+from .errors import ImageReadError, ImageWriteError, SpmcliError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "Image",
+    "read_image",
+    "write_image",
+    "find_images",
+    "to_dtype",
+]
+
+DEFAULT_MAX_PIXELS = 200_000_000
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+_FORMAT_OF_EXTENSION = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+}
+# Which dtypes each format stores; anything else is converted to the first.
+_FORMAT_DTYPES = {
+    "PNG": ("uint8", "uint16"),
+    "JPEG": ("uint8",),
+    "BMP": ("uint8",),
+    "TIFF": ("uint8", "uint16", "float32", "float64"),
+}
+_INTEGER_SCALE = {"uint8": 255.0, "uint16": 65535.0}
+
+
+@dataclass
+class Image:
+    """An image as the numeric core sees it, plus what is needed to write it back.
+
+    Attributes
+    ----------
+    pixels : ndarray of float64, shape (H, W) or (H, W, 3)
+        Grey or RGB values on the 0..1 scale.
+    alpha : ndarray of float64, shape (H, W), or None
+        Opacity, passed through untouched.
+    dtype : str
+        The file's sample type: ``"uint8"``, ``"uint16"``, ``"float32"`` or ``"float64"``.
+    path : Path or None
+        Where it was read from.
+    """
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    dtype: str = "uint8"
+    path: Path | None = None
+
+    @property
+    def n_channels(self) -> int:
+        return 1 if self.pixels.ndim == 2 else self.pixels.shape[2]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    @property
+    def data_range(self) -> float:
+        """Largest possible sample value on the 0..1 scale (1 for every dtype)."""
+        return 1.0
+
+
+def _sniff(head: bytes) -> str | None:
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    return None
+
+
+def _check_pixel_limit(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if width < 1 or height < 1:
+        raise ImageReadError(f"image header declares {width} x {height} pixels", path)
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"image is {width} x {height} = {width * height:,} pixels, above the limit of "
+            f"{max_pixels:,} (raise it with --max-pixels)",
+            path,
+        )
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
+    """Read an image file (PNG, JPEG, TIFF or BMP).
+
+    Parameters
+    ----------
+    path : str or Path
+    max_pixels : int or None
+        Refuse images with more pixels than this, judged from the header
+        before decoding. None disables the check.
+
+    Returns
+    -------
+    Image
+
+    Raises
+    ------
+    ImageReadError
+        Missing, empty, truncated, corrupt, unsupported or too large files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError("no such file", path)
+    if path.is_dir():
+        raise ImageReadError("is a folder, not an image file", path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as error:
+        raise ImageReadError(f"cannot read file: {error.strerror or error}", path) from None
+    if not head:
+        raise ImageReadError("empty file (0 bytes)", path)
+    kind = _sniff(head)
+    if kind is None:
+        raise ImageReadError("not an image file (not PNG, JPEG, TIFF or BMP)", path)
+    if kind == "TIFF":
+        pixels, alpha, dtype = _read_tiff(path, max_pixels)
+    elif kind == "PNG" and len(head) >= 26 and head[24] == 16 and head[25] in (2, 6):
+        # Pillow reads 16-bit colour PNG as 8-bit; decode it here to keep the precision.
+        width, height = struct.unpack(">II", head[16:24])
+        _check_pixel_limit(path, width, height, max_pixels)
+        pixels, alpha, dtype = _read_png16_colour(path)
+    else:
+        pixels, alpha, dtype = _read_with_pillow(path, kind, max_pixels)
+    return _finish(path, pixels, alpha, dtype)
+
+
+def _finish(path: Path, pixels: np.ndarray, alpha: np.ndarray | None, dtype: str) -> Image:
+    if dtype in _INTEGER_SCALE:
+        scale = _INTEGER_SCALE[dtype]
+        pixels = pixels.astype(np.float64) / scale
+        alpha = None if alpha is None else alpha.astype(np.float64) / scale
+    else:
+        pixels = pixels.astype(np.float64)
+        if not np.all(np.isfinite(pixels)):
+            raise ImageReadError("float image holds NaN or infinite values", path)
+        alpha = None if alpha is None else alpha.astype(np.float64)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    return Image(np.ascontiguousarray(pixels), alpha, dtype, path)
+
+
+def _split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    if array.ndim == 3 and array.shape[2] in (2, 4):
+        return array[:, :, :-1], array[:, :, -1]
+    return array, None
+
+
+def _read_with_pillow(path: Path, kind: str, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    previous_limit = PILImage.MAX_IMAGE_PIXELS
+    PILImage.MAX_IMAGE_PIXELS = None  # we apply our own limit, from the header
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                picture = PILImage.open(path)
+            except Exception as error:
+                raise ImageReadError(f"corrupt {kind} file ({_describe(error)})", path) from None
+            with picture:
+                _check_pixel_limit(path, picture.width, picture.height, max_pixels)
+                try:
+                    picture.load()
+                    array, dtype = _pillow_to_array(picture)
+                except ImageReadError:
+                    raise
+                except Exception as error:
+                    reason = _describe(error)
+                    adjective = "truncated" if "truncat" in reason.lower() else "corrupt"
+                    raise ImageReadError(f"{adjective} {kind} file ({reason})", path) from None
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = previous_limit
+    pixels, alpha = _split_alpha(array)
+    return pixels, alpha, dtype
+
+
+def _pillow_to_array(picture: PILImage.Image) -> tuple[np.ndarray, str]:
+    mode = picture.mode
+    if mode in ("L", "RGB", "RGBA", "LA"):
+        return np.asarray(picture), "uint8"
+    if mode == "1":
+        return np.asarray(picture.convert("L")), "uint8"
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in picture.info
+        return np.asarray(picture.convert("RGBA" if has_alpha else "RGB")), "uint8"
+    if mode.startswith("I;16"):
+        return np.asarray(picture).astype(np.uint16), "uint16"
+    if mode == "I":
+        array = np.asarray(picture)
+        if array.min(initial=0) < 0 or array.max(initial=0) > 65535:
+            raise ImageReadError("32-bit integer images are not supported (values outside 0..65535)")
+        return array.astype(np.uint16), "uint16"
+    if mode == "F":
+        return np.asarray(picture).astype(np.float32), "float32"
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
+        return np.asarray(picture.convert("RGBA" if mode in ("RGBa", "La") else "RGB")), "uint8"
+    raise ImageReadError(f"unsupported image mode {mode!r}")
+
+
+def _read_tiff(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            if not tiff.pages:
+                raise ImageReadError("TIFF file holds no image", path)
+            page = tiff.pages[0]
+            shape, axes = page.shape, page.axes
+            if "Y" not in axes or "X" not in axes:
+                raise ImageReadError(f"unsupported TIFF layout (axes {axes})", path)
+            _check_pixel_limit(path, shape[axes.index("X")], shape[axes.index("Y")], max_pixels)
+            array = page.asarray()
+    except ImageReadError:
+        raise
+    except Exception as error:
+        raise ImageReadError(f"corrupt or truncated TIFF file ({_describe(error)})", path) from None
+    if axes.startswith("S") and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 2, 3, 4)):
+        raise ImageReadError(f"unsupported TIFF shape {array.shape} (axes {axes})", path)
+    kind = array.dtype
+    if kind == np.bool_:
+        array, dtype = array.astype(np.uint8) * 255, "uint8"
+    elif kind in (np.uint8, np.uint16) or kind in (np.float32, np.float64):
+        dtype = kind.name
+    elif kind == np.float16:
+        array, dtype = array.astype(np.float32), "float32"
+    else:
+        raise ImageReadError(f"unsupported TIFF sample type {kind} (use 8/16-bit integers or float)", path)
+    pixels, alpha = _split_alpha(array)
+    return pixels, alpha, dtype
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+# --- 16-bit colour PNG, which Pillow cannot hold ------------------------------------
+
+
+def _paeth(left: np.ndarray, up: np.ndarray, up_left: np.ndarray) -> np.ndarray:
+    estimate = left + up - up_left
+    distance_left, distance_up, distance_up_left = (
+        np.abs(estimate - left), np.abs(estimate - up), np.abs(estimate - up_left),
+    )  # fmt: skip
+    return np.where(
+        (distance_left <= distance_up) & (distance_left <= distance_up_left),
+        left,
+        np.where(distance_up <= distance_up_left, up, up_left),
+    )
+
+
+def _read_png16_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
+    try:
+        data = path.read_bytes()
+        position, chunks, header = 8, [], None
+        while position + 8 <= len(data):
+            length, name = struct.unpack(">I4s", data[position : position + 8])
+            body = data[position + 8 : position + 8 + length]
+            if len(body) != length:
+                raise ValueError("chunk runs past the end of the file")
+            if name == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            elif name == b"IDAT":
+                chunks.append(body)
+            elif name == b"IEND":
+                break
+            position += 12 + length
+        if header is None or not chunks:
+            raise ValueError("missing IHDR or IDAT")
+        width, height, _, colour_type, _, _, interlace = header
+        if interlace:
+            raise ImageReadError("interlaced 16-bit colour PNG is not supported (save it without interlacing)", path)
+        channels = 3 if colour_type == 2 else 4
+        bytes_per_pixel = 2 * channels
+        stride = width * bytes_per_pixel
+        raw = zlib.decompress(b"".join(chunks))
+        if len(raw) != height * (stride + 1):
+            raise ValueError("image data is truncated")
+        rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride + 1)
+        out = np.zeros((height, stride), dtype=np.int64)
+        previous = np.zeros(stride, dtype=np.int64)
+        for y in range(height):
+            kind, line = rows[y, 0], rows[y, 1:].astype(np.int64)
+            if kind == 0:
+                current = line
+            elif kind == 1:
+                current = np.cumsum(line.reshape(width, bytes_per_pixel), axis=0).reshape(-1) % 256
+            elif kind == 2:
+                current = (line + previous) % 256
+            elif kind in (3, 4):
+                current = line.copy()
+                for x in range(0, stride, bytes_per_pixel):
+                    pixel = slice(x, x + bytes_per_pixel)
+                    left = current[x - bytes_per_pixel : x] if x else np.zeros(bytes_per_pixel, np.int64)
+                    if kind == 3:
+                        predictor = (left + previous[pixel]) // 2
+                    else:
+                        up_left = previous[x - bytes_per_pixel : x] if x else np.zeros(bytes_per_pixel, np.int64)
+                        predictor = _paeth(left, previous[pixel], up_left)
+                    current[pixel] = (current[pixel] + predictor) % 256
+            else:
+                raise ValueError(f"unknown PNG filter type {kind}")
+            out[y], previous = current, current
+    except ImageReadError:
+        raise
+    except (ValueError, zlib.error, struct.error) as error:
+        raise ImageReadError(f"corrupt or truncated PNG file ({_describe(error)})", path) from None
+    samples = out.astype(np.uint8).reshape(height, width, channels, 2)
+    array = (samples[..., 0].astype(np.uint16) << 8) | samples[..., 1]
+    pixels, alpha = _split_alpha(array)
+    return pixels, alpha, "uint16"
+
+
+def _write_png16_colour(path: Path, array: np.ndarray) -> None:
+    height, width, channels = array.shape
+    big_endian = array.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    raw = np.concatenate([np.zeros((height, 1), np.uint8), big_endian], axis=1).tobytes()
+
+    def chunk(name: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + name + body + struct.pack(">I", zlib.crc32(name + body) & 0xFFFFFFFF)
+
+    colour_type = 2 if channels == 3 else 6
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    with open(path, "wb") as handle:
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        handle.write(chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+# --- writing -----------------------------------------------------------------------
+
+
+def to_dtype(pixels: np.ndarray, dtype: str) -> np.ndarray:
+    """Convert 0..1 float pixels to ``dtype`` (integers are clipped and rounded)."""
+    if dtype in _INTEGER_SCALE:
+        scale = _INTEGER_SCALE[dtype]
+        return np.rint(np.clip(pixels, 0.0, 1.0) * scale).astype(dtype)
+    return np.asarray(pixels, dtype=dtype)
+
+
+def output_format(path: str | Path) -> str:
+    """The file format chosen by an output path's extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _FORMAT_OF_EXTENSION:
+        raise ImageWriteError(
+            f"unknown output extension {suffix or '(none)'!r}; use one of {', '.join(IMAGE_EXTENSIONS)}", path
+        )
+    return _FORMAT_OF_EXTENSION[suffix]
+
+
+def write_image(path: str | Path, pixels: np.ndarray, *, dtype: str = "uint8", alpha: np.ndarray | None = None) -> str:
+    """Write 0..1 float pixels to ``path`` atomically, in ``dtype`` where the format allows.
+
+    A format that cannot hold ``dtype`` gets the closest it can (float to
+    16-bit PNG, anything to 8-bit JPEG/BMP). Returns the dtype written.
+    """
+    path = Path(path)
+    file_format = output_format(path)
+    if dtype not in _FORMAT_DTYPES[file_format]:
+        dtype = "uint16" if file_format == "PNG" else "uint8"
+    array = pixels if alpha is None else np.dstack([pixels, alpha])
+    array = to_dtype(np.asarray(array), dtype)
+    if not path.parent.is_dir():
+        raise ImageWriteError("output folder does not exist", path.parent)
+    try:
+        with atomic_path(path) as temporary:
+            if file_format == "TIFF":
+                import tifffile
+
+                photometric = "rgb" if array.ndim == 3 and array.shape[2] >= 3 else "minisblack"
+                extrasamples = ("unassalpha",) if alpha is not None else None
+                tifffile.imwrite(temporary, array, photometric=photometric, extrasamples=extrasamples)
+            elif dtype == "uint16" and array.ndim == 3:
+                if array.shape[2] == 2:  # grey + alpha at 16 bits: store as RGBA
+                    array = np.dstack([array[:, :, :1].repeat(3, axis=2), array[:, :, 1:]])
+                _write_png16_colour(temporary, array)
+            else:
+                picture = PILImage.fromarray(array)
+                options = {"quality": 95} if file_format == "JPEG" else {}
+                if file_format == "JPEG" and picture.mode in ("RGBA", "LA"):
+                    picture = picture.convert("RGB" if picture.mode == "RGBA" else "L")
+                picture.save(temporary, format=file_format, **options)
+    except OSError as error:
+        raise ImageWriteError(f"cannot write image: {error.strerror or error}", path) from None
+    return dtype
+
+
+# --- IMAGES arguments ----------------------------------------------------------------
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def find_images(arguments: list[str] | tuple[str, ...]) -> list[Path]:
+    """Expand files, folders and glob patterns into a stable list of image paths.
+
+    A file named explicitly is kept whatever its extension (reading it then
+    says what is wrong); a folder contributes its image files (by extension,
+    not recursively, hidden files skipped) sorted by name; a pattern (quoted
+    so the shell leaves it alone) contributes the image files it matches,
+    sorted. Duplicates are dropped, keeping the first. An argument that
+    matches nothing raises :class:`SpmcliError`.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+
+    def add(path: Path) -> None:
+        key = os.path.normcase(os.path.abspath(path))
+        if key not in seen:
+            seen.add(key)
+            found.append(path)
+
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            images = sorted(child for child in path.iterdir() if child.is_file() and _is_image_name(child))
+            if not images:
+                raise SpmcliError("folder holds no image files (.png, .jpg, .tif, .bmp)", argument)
+            for image in images:
+                add(image)
+        elif path.exists():
+            add(path)
+        elif glob.has_magic(argument):
+            matches = sorted(Path(match) for match in glob.glob(argument, recursive=True))
+            images = [match for match in matches if match.is_file() and _is_image_name(match)]
+            if not images:
+                raise SpmcliError("pattern matches no image files", argument)
+            for image in images:
+                add(image)
+        else:
+            raise SpmcliError("no such file or folder", argument)
+    return found
