@@ -137,3 +137,44 @@ def output_paths(
         if target.resolve() in resolved_inputs or any(_same_file(target, path) for path in inputs):
             raise click.UsageError(f"output {target} is an input file ({source}); refusing to overwrite it")
     return targets
+
+
+class SigmaType(click.ParamType):
+    """``auto`` or a non-negative noise standard deviation on the 0..255 scale."""
+
+    name = "SIGMA|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif str(value).strip().lower() == "auto":
+            return "auto"
+        else:
+            try:
+                number = float(value)
+            except ValueError:
+                self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
+        if not number >= 0 or number == float("inf"):
+            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
+        return number
+
+
+def write_json_report(path: str | Path, payload: dict) -> None:
+    """Write a JSON report atomically (non-finite floats become null)."""
+    import json
+    import math
+
+    from ..atomic import atomic_write_text
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    atomic_write_text(path, json.dumps(clean(payload), indent=2) + "\n")
