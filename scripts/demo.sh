@@ -8,6 +8,7 @@ step() { echo; echo "\$ spmcli $*"; "$SPMCLI" "$@"; }
 
 step learn-dict sample_images/camera.png -o "$OUT/camera_dict.npz" --atoms-png "$OUT/camera_atoms.png" --seed 0
 
+# demo:end
 echo
 echo "Done. Open the files in $OUT/:"
 ls -1 "$OUT"
