@@ -121,6 +121,14 @@ def _validate_stopping_rule(
     return max_atoms, tol_array
 
 
+def _compact(stack: np.ndarray, keep: np.ndarray, n_used: int) -> np.ndarray:
+    """Keep the signals ``keep`` of a (signals, capacity, atoms) stack, copying
+    only the ``n_used`` filled slots."""
+    compacted = np.empty((keep.size, *stack.shape[1:]), dtype=stack.dtype)
+    compacted[:, :n_used] = stack[keep, :n_used]
+    return compacted
+
+
 def _omp_chunk(
     alpha0: np.ndarray,
     gram_columns: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -136,10 +144,8 @@ def _omp_chunk(
     dtype = alpha0.dtype
     indices = np.full((n, max_atoms), -1, dtype=np.intp)
     z = np.zeros((n, max_atoms), dtype=dtype)
-    # Cholesky factor of each signal's selected sub-Gram; identity padding makes
-    # the final back-substitution valid for signals that used fewer atoms.
-    chol = np.zeros((n, max_atoms, max_atoms), dtype=dtype)
-    chol[:, np.arange(max_atoms), np.arange(max_atoms)] = 1.0
+    # Per step: (signals, their new Cholesky row, pivot); the factor is built once at the end.
+    cholesky_rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
     residual_sq = norms_sq.astype(dtype, copy=True)
 
     rows = np.arange(n)
@@ -171,7 +177,7 @@ def _omp_chunk(
         if not ok.all():
             keep = np.flatnonzero(ok)
             rows, alpha, stack, err, chosen, corr, pivot_sq, column = (
-                rows[keep], alpha[keep], stack[keep], err[keep], chosen[keep],
+                rows[keep], alpha[keep], _compact(stack, keep, step), err[keep], chosen[keep],
                 corr[keep], pivot_sq[keep], column[keep],
             )  # fmt: skip
             if new_row is not None:
@@ -188,9 +194,7 @@ def _omp_chunk(
 
         indices[rows, step] = chosen
         z[rows, step] = coef_z
-        chol[rows, step, step] = pivot
-        if new_row is not None:
-            chol[rows, step, :step] = new_row
+        cholesky_rows.append((rows, new_row, pivot))
         residual_sq[rows] = err
 
         if step + 1 == max_atoms:
@@ -205,12 +209,21 @@ def _omp_chunk(
             going = err > tol_w
             if not going.all():
                 keep = np.flatnonzero(going)
-                rows, alpha, stack, err, tol_w = rows[keep], alpha[keep], stack[keep], err[keep], tol_w[keep]
+                rows, alpha, err, tol_w = rows[keep], alpha[keep], err[keep], tol_w[keep]
+                stack = _compact(stack, keep, step + 1)
 
     # Coefficients: solve L^T gamma = z by back-substitution, all signals at once.
+    # Identity padding makes this valid for signals that used fewer atoms.
+    n_steps = len(cholesky_rows)
+    chol = np.zeros((n, n_steps, n_steps), dtype=dtype)
+    chol[:, np.arange(n_steps), np.arange(n_steps)] = 1.0
+    for step, (rows, new_row, pivot) in enumerate(cholesky_rows):
+        chol[rows, step, step] = pivot
+        if new_row is not None:
+            chol[rows, step, :step] = new_row
     coefficients = np.zeros_like(z)
-    for j in range(max_atoms - 1, -1, -1):
-        acc = z[:, j] - np.einsum("ij,ij->i", chol[:, j + 1 :, j], coefficients[:, j + 1 :])
+    for j in range(n_steps - 1, -1, -1):
+        acc = z[:, j] - np.einsum("ij,ij->i", chol[:, j + 1 :, j], coefficients[:, j + 1 : n_steps])
         coefficients[:, j] = acc / chol[:, j, j]
     coefficients[indices < 0] = 0.0
     return indices, coefficients, np.maximum(residual_sq, 0.0), (indices >= 0).sum(axis=1)
