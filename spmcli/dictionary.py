@@ -131,7 +131,8 @@ def _check_fields(atoms: np.ndarray, patch_size: Any, n_channels: Any, preproces
 def _dct_1d(length: int, n_frequencies: int) -> np.ndarray:
     """Overcomplete 1-D DCT: columns are cosines of n_frequencies evenly spaced
     frequencies, non-constant ones with their mean removed, all unit norm."""
-    positions = np.arange(length)[:, None]
+    # Samples at pixel centres (DCT-II), so the complete case is an orthonormal basis.
+    positions = np.arange(length)[:, None] + 0.5
     basis = np.cos(positions * np.arange(n_frequencies)[None, :] * np.pi / n_frequencies)
     basis[:, 1:] -= basis[:, 1:].mean(axis=0)
     return basis / np.linalg.norm(basis, axis=0)
@@ -293,9 +294,10 @@ def load_dictionary(path: str | Path) -> Dictionary:
     if not path.is_file():
         raise DictionaryFormatError("no such dictionary file", path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DictionaryFormatError("not an spmcli dictionary: a single array, not an .npz archive", path)
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DictionaryFormatError("not an spmcli dictionary: a single array, not an .npz archive", path)
+        with loaded as archive:
             missing = [key for key in _REQUIRED if key not in archive.files]
             if missing:
                 raise DictionaryFormatError(

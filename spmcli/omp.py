@@ -43,6 +43,9 @@ DEFAULT_CHUNK_SIZE = 256
 # A new atom whose squared distance to the span of the selected ones is below
 # this (relative to its own squared norm) is linearly dependent: the signal stops.
 _DEPENDENCE_EPS = 1e-10
+# A residual correlation this small (squared, relative to the signal's energy) is
+# rounding noise: the signal is already in the span of its atoms.
+_EXHAUSTED_EPS = 1e-20
 
 
 @dataclass
@@ -173,7 +176,9 @@ def _omp_chunk(
             new_row = stack[local, :step, chosen]  # (m, step): the new Cholesky row
             pivot_sq = diag - np.einsum("ij,ij->i", new_row, new_row)
             column = column - np.matmul(new_row[:, None, :], stack[:, :step, :])[:, 0, :]
-        ok = (pivot_sq > _DEPENDENCE_EPS * np.maximum(diag, 1e-300)) & (np.abs(corr) > 0)
+        # Stop a signal whose new atom is dependent on the chosen ones, or whose
+        # residual no longer correlates with anything (it is in their span).
+        ok = (pivot_sq > _DEPENDENCE_EPS * np.maximum(diag, 1e-300)) & (corr * corr > _EXHAUSTED_EPS * norms_sq[rows])
         if not ok.all():
             keep = np.flatnonzero(ok)
             rows, alpha, stack, err, chosen, corr, pivot_sq, column = (
