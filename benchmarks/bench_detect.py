@@ -134,7 +134,7 @@ def main() -> None:
             mode="aligned", polarity="dark", threshold_quantile=quantile
         ),
     }
-    print(f"| cells | method | AUROC | AUROC clear | accuracy | precision | recall | F1 | learn s | ms/image |")
+    print("| cells | method | AUROC | AUROC clear | accuracy | precision | recall | F1 | learn s | ms/image |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with threadpool_limits(limits=1):
         for cell_type in args.types:

@@ -12,12 +12,14 @@ from ..dictionary import atoms_mosaic, save_dictionary
 from ..images import read_image, write_image
 from ..learn import learn_dictionary
 from ._common import Batch, expand_images, max_pixels_option, progress_bar, say, seed_option
+from ._detector_options import apply_detector_defaults, detector_options, detector_requested, learn_detector
 
 EPILOG = """\b
 Examples:
   spmcli learn-dict sample_images/ -o dict.npz --atoms-png atoms.png
   spmcli learn-dict "scans/*.png" -o dict.npz --patch-size 8 --n-atoms 256 --sparsity 4 --seed 1
   spmcli learn-dict good/ -o dict.npz --tol 5 --method approx --iters 20
+  spmcli learn-dict good/ -o model.npz --detector --calibration-images more-good/
 """
 
 
@@ -71,6 +73,7 @@ def _to_grey(pixels: np.ndarray) -> np.ndarray:
 )
 @click.option("--grayscale", is_flag=True, help="Convert colour images to grey and learn a grey dictionary.")
 @click.option("--atoms-png", type=click.Path(dir_okay=False), default=None, help="Also write a picture of the atoms.")
+@detector_options
 @seed_option
 @max_pixels_option
 @click.pass_context
@@ -91,6 +94,7 @@ def command(
     atoms_png: str | None,
     seed: int,
     max_pixels: int,
+    **detector_settings,
 ) -> None:
     """Learn a patch dictionary from IMAGES with K-SVD and save it as an .npz file.
 
@@ -130,6 +134,33 @@ def command(
         loaded.append(pixels)
         used_paths.append(path)
     if not loaded:
+        batch.finish()
+        return
+
+    if detector_requested(detector_settings["detector"], detector_settings["calibration_images"]):
+        if tol is not None:
+            raise click.UsageError("--tol cannot be used with --detector (the detector codes with --sparsity)")
+        options = apply_detector_defaults(
+            ctx,
+            {"n_atoms": n_atoms, "sparsity": sparsity, "iters": iters, "method": method, "max_patches": max_patches},
+        )
+        detector_settings.pop("detector")
+        dictionary = learn_detector(
+            ctx, batch, loaded, patch_size=patch_size, init=init, seed=seed, max_pixels=max_pixels,
+            **options, **detector_settings,
+        )  # fmt: skip
+        if dictionary is None:
+            batch.finish()
+            return
+        dictionary.metadata["training_images"] = [path.name for path in used_paths]
+        save_dictionary(dictionary, output)
+        say(
+            ctx,
+            f"Learned a {dictionary.metadata['detector']['mode']} detector ({dictionary.n_atoms} atoms, "
+            f"{patch_size}x{patch_size}) from {dictionary.metadata['detector']['n_good_images']} good image(s) "
+            f"in {time.perf_counter() - started:.1f} s; threshold {dictionary.metadata['detector']['threshold']:.3f} "
+            f"({dictionary.metadata['detector']['threshold_method']}) -> {output}",
+        )
         batch.finish()
         return
 
