@@ -52,9 +52,9 @@ FORMAT_VERSION = 1
 PREPROCESSING_CHOICES = ("remove_mean", "none")
 _REQUIRED = ("format_version", "atoms", "patch_size", "n_channels", "preprocessing", "metadata")
 _EXTRA_PREFIX = "extra_"
-# Atom arrays beyond this are not dictionaries anyone learned with spmcli;
-# refusing them keeps a hostile file from claiming gigabytes.
-_MAX_ATOM_ELEMENTS = 50_000_000
+# No dictionary anyone learned with spmcli comes near this; refusing larger
+# declared sizes keeps a hostile file from claiming gigabytes of memory.
+_MAX_TOTAL_BYTES = 512 * 1024 * 1024
 
 
 @dataclass
@@ -298,6 +298,11 @@ def load_dictionary(path: str | Path) -> Dictionary:
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise DictionaryFormatError("not an spmcli dictionary: a single array, not an .npz archive", path)
         with loaded as archive:
+            declared = sum(_declared_bytes(archive, key, path) for key in archive.files)
+            if declared > _MAX_TOTAL_BYTES:
+                raise DictionaryFormatError(
+                    f"arrays declare {declared:,} bytes, too large for a dictionary (limit {_MAX_TOTAL_BYTES:,})", path
+                )
             missing = [key for key in _REQUIRED if key not in archive.files]
             if missing:
                 raise DictionaryFormatError(
@@ -316,9 +321,6 @@ def load_dictionary(path: str | Path) -> Dictionary:
             n_channels = _scalar_int(archive, "n_channels", path)
             preprocessing = _scalar_str(archive, "preprocessing", path)
             metadata_text = _scalar_str(archive, "metadata", path)
-            header_shape = _peek_shape(archive, "atoms")
-            if header_shape is not None and math.prod(header_shape) > _MAX_ATOM_ELEMENTS:
-                raise DictionaryFormatError(f"'atoms' has shape {header_shape}, too large for a dictionary", path)
             atoms = archive["atoms"]
             if atoms.dtype.kind not in "fiu":
                 raise DictionaryFormatError(f"'atoms' must be a float array, got dtype {atoms.dtype}", path)
@@ -337,6 +339,9 @@ def load_dictionary(path: str | Path) -> Dictionary:
         raise DictionaryFormatError(f"not an spmcli dictionary: {reason}", path) from None
     except OSError as error:
         raise DictionaryFormatError(f"cannot read dictionary: {error.strerror or error}", path) from None
+    except Exception as error:  # noqa: BLE001 - anything else parsing untrusted bytes means a corrupt file
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise DictionaryFormatError(f"not an spmcli dictionary: corrupt archive ({reason})", path) from None
     problem = _check_fields(atoms, patch_size, n_channels, preprocessing)
     if problem:
         raise DictionaryFormatError(f"invalid dictionary: {problem}", path)
@@ -349,17 +354,21 @@ def load_dictionary(path: str | Path) -> Dictionary:
     return Dictionary(atoms, patch_size, n_channels, preprocessing, metadata, extras)
 
 
-def _peek_shape(archive: Any, key: str) -> tuple[int, ...] | None:
-    """Read an array's shape from its .npy header without loading the data."""
+def _declared_bytes(archive: Any, key: str, path: Path) -> int:
+    """Size an archive member's .npy header declares, read before loading any data."""
     try:
         with archive.zip.open(key + ".npy") as member:
             version = np.lib.format.read_magic(member)
             if version == (1, 0):
-                shape, _, _ = np.lib.format.read_array_header_1_0(member)
-            elif version == (2, 0):
-                shape, _, _ = np.lib.format.read_array_header_2_0(member)
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version in ((2, 0), (3, 0)):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
             else:
-                return None
-            return tuple(shape)
-    except Exception:
-        return None
+                raise ValueError(f"unknown .npy version {version}")
+    except KeyError:
+        raise DictionaryFormatError(f"not an spmcli dictionary: member {key!r} is not a .npy array", path) from None
+    if dtype.hasobject:
+        raise DictionaryFormatError(
+            f"not an spmcli dictionary: {key!r} contains pickled objects, which are never loaded", path
+        )
+    return math.prod(shape) * dtype.itemsize

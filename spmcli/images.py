@@ -159,7 +159,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         # Pillow reads 16-bit colour PNG as 8-bit; decode it here to keep the precision.
         width, height = struct.unpack(">II", head[16:24])
         _check_pixel_limit(path, width, height, max_pixels)
-        pixels, alpha, dtype = _read_png16_colour(path)
+        pixels, alpha, dtype = _read_png16_colour(path, max_pixels)
     else:
         pixels, alpha, dtype = _read_with_pillow(path, kind, max_pixels)
     return _finish(path, pixels, alpha, dtype)
@@ -248,6 +248,9 @@ def _read_tiff(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarr
             if "Y" not in axes or "X" not in axes:
                 raise ImageReadError(f"unsupported TIFF layout (axes {axes})", path)
             _check_pixel_limit(path, shape[axes.index("X")], shape[axes.index("Y")], max_pixels)
+            samples = int(np.prod(shape)) // max(1, shape[axes.index("X")] * shape[axes.index("Y")])
+            if samples > 4:
+                raise ImageReadError(f"unsupported TIFF layout: {samples} samples per pixel (axes {axes})", path)
             array = page.asarray()
     except ImageReadError:
         raise
@@ -290,7 +293,7 @@ def _paeth(left: np.ndarray, up: np.ndarray, up_left: np.ndarray) -> np.ndarray:
     )
 
 
-def _read_png16_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _read_png16_colour(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None, str]:
     try:
         data = path.read_bytes()
         position, chunks, header = 8, [], None
@@ -308,13 +311,17 @@ def _read_png16_colour(path: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
             position += 12 + length
         if header is None or not chunks:
             raise ValueError("missing IHDR or IDAT")
-        width, height, _, colour_type, _, _, interlace = header
+        width, height, bit_depth, colour_type, _, _, interlace = header
+        if bit_depth != 16 or colour_type not in (2, 6):
+            raise ValueError("inconsistent IHDR")
+        _check_pixel_limit(path, width, height, max_pixels)
         if interlace:
             raise ImageReadError("interlaced 16-bit colour PNG is not supported (save it without interlacing)", path)
         channels = 3 if colour_type == 2 else 4
         bytes_per_pixel = 2 * channels
         stride = width * bytes_per_pixel
-        raw = zlib.decompress(b"".join(chunks))
+        # Never inflate more than the header promises (a compressed bomb stops here).
+        raw = zlib.decompressobj().decompress(b"".join(chunks), height * (stride + 1))
         if len(raw) != height * (stride + 1):
             raise ValueError("image data is truncated")
         rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride + 1)
