@@ -143,3 +143,14 @@ def test_subprocess_error_has_no_traceback_unless_verbose(tmp_path):
     assert "Traceback" not in completed.stderr
     verbose = subprocess.run([*command[:3], "-v", *command[3:]], capture_output=True, text=True, timeout=60)
     assert verbose.returncode == 3 and "Traceback" in verbose.stderr
+
+
+def test_atoms_png_never_overwrites_an_input(runner, grey_png, tmp_path):
+    before = grey_png.read_bytes()
+    result = runner.invoke(
+        cli, ["learn-dict", str(grey_png), "-o", str(tmp_path / "d.npz"), "--atoms-png", str(grey_png)]
+    )
+    assert result.exit_code == 2 and "refusing to overwrite" in result.output
+    assert grey_png.read_bytes() == before and not (tmp_path / "d.npz").exists()
+    result = runner.invoke(cli, ["learn-dict", str(grey_png), "-o", str(tmp_path / "d.npz"), "--atoms-png", "a.gif"])
+    assert result.exit_code == 2 and "image extension" in result.output

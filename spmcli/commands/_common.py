@@ -105,6 +105,19 @@ def _same_file(first: Path, second: Path) -> bool:
         return False
 
 
+def check_new_output(output: str | Path, inputs: list[Path], option: str) -> None:
+    """Refuse, as a usage error, an output image path with an unknown extension,
+    in a missing folder, or that is one of the inputs."""
+    target = Path(output)
+    if target.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise click.BadParameter(f"{output}: use an image extension ({', '.join(IMAGE_EXTENSIONS)})", param_hint=option)
+    if not (target.parent if str(target.parent) else Path(".")).is_dir():
+        raise click.BadParameter(f"{output}: folder {target.parent} does not exist", param_hint=option)
+    for source in inputs:
+        if target.resolve() == source.resolve() or _same_file(target, source):
+            raise click.BadParameter(f"{output} is an input file; refusing to overwrite it", param_hint=option)
+
+
 def output_paths(
     inputs: list[Path], output: str | None, output_dir: str | None, suffix: str | None = None
 ) -> list[Path]:

@@ -11,7 +11,7 @@ import numpy as np
 from ..dictionary import atoms_mosaic, save_dictionary
 from ..images import read_image, write_image
 from ..learn import learn_dictionary
-from ._common import Batch, expand_images, max_pixels_option, progress_bar, say, seed_option
+from ._common import Batch, check_new_output, expand_images, max_pixels_option, progress_bar, say, seed_option
 from ._detector_options import apply_detector_defaults, detector_options, detector_requested, learn_detector
 
 EPILOG = """\b
@@ -106,6 +106,8 @@ def command(
     paths = expand_images(images)
     if Path(output).suffix.lower() != ".npz":
         raise click.BadParameter(f"{output}: the dictionary file must end in .npz", param_hint="-o")
+    if atoms_png:
+        check_new_output(atoms_png, paths, "--atoms-png")
     started = time.perf_counter()
     batch = Batch(ctx, len(paths))
     loaded: list[np.ndarray] = []
