@@ -72,7 +72,7 @@ class SpmcliGroup(click.Group):
         except MemoryError:
             _report(ctx, "Error: out of memory; try a larger --stride or smaller images")
             ctx.exit(EXIT_INPUT_ERROR)
-        except Exception as error:
+        except Exception as error:  # the last line of defence: one clear line, never a bare traceback
             _report(ctx, f"Error: unexpected failure: {type(error).__name__}: {error} (run with -v for details)")
             ctx.exit(EXIT_INPUT_ERROR)
 

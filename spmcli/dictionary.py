@@ -339,7 +339,8 @@ def load_dictionary(path: str | Path) -> Dictionary:
         raise DictionaryFormatError(f"not an spmcli dictionary: {reason}", path) from None
     except OSError as error:
         raise DictionaryFormatError(f"cannot read dictionary: {error.strerror or error}", path) from None
-    except Exception as error:  # noqa: BLE001 - anything else parsing untrusted bytes means a corrupt file
+    except Exception as error:
+        # Anything else raised while parsing untrusted bytes means a corrupt file.
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
         raise DictionaryFormatError(f"not an spmcli dictionary: corrupt archive ({reason})", path) from None
     problem = _check_fields(atoms, patch_size, n_channels, preprocessing)

@@ -194,7 +194,7 @@ def _read_with_pillow(path: Path, kind: str, max_pixels: int | None) -> tuple[np
             warnings.simplefilter("ignore")
             try:
                 picture = PILImage.open(path)
-            except Exception as error:
+            except Exception as error:  # Pillow raises many types for bad bytes: all mean a bad file
                 raise ImageReadError(f"corrupt {kind} file ({_describe(error)})", path) from None
             with picture:
                 _check_pixel_limit(path, picture.width, picture.height, max_pixels)
@@ -254,7 +254,7 @@ def _read_tiff(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarr
             array = page.asarray()
     except ImageReadError:
         raise
-    except Exception as error:
+    except Exception as error:  # tifffile raises many types for bad bytes: all mean a bad file
         raise ImageReadError(f"corrupt or truncated TIFF file ({_describe(error)})", path) from None
     if axes.startswith("S") and array.ndim == 3:
         array = np.moveaxis(array, 0, -1)
