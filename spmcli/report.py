@@ -121,7 +121,7 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return _HEAT_ANCHORS[lower] * (1 - fraction) + _HEAT_ANCHORS[lower + 1] * fraction
 
 
-def anomaly_overlay(grey: np.ndarray, anomaly_map: np.ndarray, scale: float) -> np.ndarray:
+def anomaly_overlay(grey: np.ndarray, anomaly_map: np.ndarray, low: float, high: float) -> np.ndarray:
     """The anomaly map colour-coded over the grey image.
 
     Parameters
@@ -130,16 +130,17 @@ def anomaly_overlay(grey: np.ndarray, anomaly_map: np.ndarray, scale: float) -> 
         The image, 0..1.
     anomaly_map : ndarray, shape (H, W)
         Per-pixel anomaly (>= 0).
-    scale : float
-        The anomaly shown at full colour; use a fixed reference (for example
-        the detector's per-scale threshold) so a good image stays mostly grey
-        and a defect lights up.
+    low, high : float
+        Anomaly values shown without colour (``<= low``) and at full colour
+        (``>= high``). Use fixed references (``detect`` uses half the threshold
+        and the threshold) so a good image stays mostly grey and a defect lights up.
 
     Returns
     -------
     ndarray, shape (H, W, 3), 0..1
     """
-    strength = np.clip(np.asarray(anomaly_map, dtype=np.float64) / max(float(scale), 1e-12), 0.0, 1.0)
+    span = max(float(high) - float(low), 1e-12)
+    strength = np.clip((np.asarray(anomaly_map, dtype=np.float64) - low) / span, 0.0, 1.0)
     base = np.repeat(np.clip(grey, 0.0, 1.0)[:, :, None] * 0.8, 3, axis=2)
     alpha = (0.75 * strength)[:, :, None]
     return base * (1 - alpha) + heat_colours(strength) * alpha

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from pathlib import Path
 
@@ -99,8 +100,8 @@ def command(
     are still scored. With --fail-on-anomaly the exit code is 1 when any image
     is anomalous.
     """
-    if threshold is not None and threshold != threshold:  # NaN
-        raise click.BadParameter("must be a number", param_hint="--threshold")
+    if threshold is not None and not math.isfinite(threshold):
+        raise click.BadParameter("must be a finite number", param_hint="--threshold")
     paths = expand_images(images)
     started = time.perf_counter()
     dictionary = load_dictionary(dictionary_path)
@@ -141,7 +142,8 @@ def command(
             if path in heatmaps:
                 map_path, overlay_path = heatmaps[path]
                 write_image(map_path, result.anomaly_map.astype("float32"), dtype="float32")
-                overlay = anomaly_overlay(to_grey(image.pixels), result.anomaly_map, max(used_threshold, 1e-6))
+                # Colour from half the threshold (typical of good texture) to the threshold.
+                overlay = anomaly_overlay(to_grey(image.pixels), result.anomaly_map, used_threshold / 2, used_threshold)
                 write_image(overlay_path, overlay, dtype="uint8")
             records.append(
                 image_record(

@@ -1,0 +1,272 @@
+"""Defect detection: the numeric core on a synthetic texture with drawn defects,
+the report format, heatmaps, learn-dict --detector and detect's exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+from PIL import Image as PILImage
+
+from spmcli.anomaly import Detector, DetectorSettings, NoDetectorError, fit_detector, split_calibration
+from spmcli.cli import cli
+from spmcli.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
+from spmcli.report import IMAGE_FIELDS, anomaly_overlay, heat_colours
+
+SIDE = 64
+
+
+def _texture(rng: np.random.Generator, size: int = 400) -> np.ndarray:
+    """A woven-looking texture: two gratings, a slow shading and grain, in 0.2..0.8."""
+    y, x = np.mgrid[0:size, 0:size].astype(float)
+    pattern = (
+        0.5 + 0.12 * np.sin(2 * np.pi * x / 9) * np.sin(2 * np.pi * y / 13) + 0.08 * np.sin(2 * np.pi * (x + y) / 21)
+    )
+    return np.clip(pattern + 0.02 * rng.standard_normal((size, size)), 0, 1)
+
+
+def _crops(texture: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    tops = rng.integers(0, texture.shape[0] - SIDE, n)
+    lefts = rng.integers(0, texture.shape[1] - SIDE, n)
+    return [texture[t : t + SIDE, left : left + SIDE].copy() for t, left in zip(tops, lefts, strict=True)]
+
+
+def _blotch(image: np.ndarray, centre: tuple[int, int] = (40, 22), radius: int = 7) -> np.ndarray:
+    y, x = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    inside = (y - centre[0]) ** 2 + (x - centre[1]) ** 2 <= radius**2
+    out = image.copy()
+    out[inside] *= 0.35
+    return out
+
+
+def _scratch(image: np.ndarray) -> np.ndarray:
+    out = image.copy()
+    for i in range(10, 54):
+        out[i, i - 2 : i + 1] = 0.05
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    rng = np.random.default_rng(7)
+    texture = _texture(rng)
+    good = _crops(texture, 12, rng)
+    calibration = _crops(texture, 8, rng)
+    test_good = _crops(texture, 6, rng)
+    defects = [_blotch(image) for image in _crops(texture, 3, rng)] + [_scratch(i) for i in _crops(texture, 3, rng)]
+    return good, calibration, test_good, defects
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic):
+    good, calibration, _, _ = synthetic
+    return fit_detector(good, calibration, settings=DetectorSettings(), seed=0)
+
+
+def test_detector_separates_good_from_defective(synthetic, fitted):
+    _, _, test_good, defects = synthetic
+    _, detector = fitted
+    good_scores = [detector.score(image).score for image in test_good]
+    defect_scores = [detector.score(image).score for image in defects]
+    assert all(np.isfinite(good_scores + defect_scores))
+    assert min(defect_scores) > max(good_scores)
+    assert all(detector.is_anomaly(score) for score in defect_scores)
+    assert min(defect_scores) > detector.threshold
+
+
+def test_heatmap_peaks_on_the_defect(synthetic, fitted):
+    _, _, _, defects = synthetic
+    _, detector = fitted
+    result = detector.score(defects[0], with_map=True)
+    assert result.anomaly_map.shape == defects[0].shape
+    peak = np.unravel_index(np.argmax(result.anomaly_map), result.anomaly_map.shape)
+    assert abs(peak[0] - 40) <= 10 and abs(peak[1] - 22) <= 10
+    # Far from the blotch the map is much lower than at it.
+    assert result.anomaly_map[:16, 48:].mean() < 0.5 * result.anomaly_map.max()
+
+
+def test_quality_figures_and_flat_image_stay_finite(fitted):
+    _, detector = fitted
+    # A flat image at the texture's mean level: nothing to reconstruct, nothing dark or bright.
+    result = detector.score(np.full((SIDE, SIDE), 0.5))
+    assert np.isfinite(result.score) and result.score >= 0
+    assert detector.score(np.full((SIDE, SIDE), 0.05)).score > detector.threshold
+    assert np.isfinite(result.psnr) and np.isfinite(result.ssim)
+    assert result.max_patch_error >= 0
+
+
+def test_detector_round_trips_through_the_dictionary_file(tmp_path, synthetic, fitted):
+    dictionary, detector = fitted
+    save_dictionary(dictionary, tmp_path / "model.npz")
+    loaded = Detector.from_dictionary(load_dictionary(tmp_path / "model.npz"))
+    image = synthetic[3][1]
+    assert loaded.score(image).score == pytest.approx(detector.score(image).score, rel=1e-9)
+    assert loaded.threshold == detector.threshold
+    assert loaded.settings == detector.settings
+    assert loaded.threshold_method == "quantile 0.99 of 8 calibration image scores"
+
+
+def test_aligned_mode_resizes_other_sizes(synthetic):
+    good, calibration, test_good, _ = synthetic
+    _, detector = fit_detector(good, calibration, settings=DetectorSettings(mode="aligned", polarity="dark"))
+    assert detector.location[0].shape[0] == 2 and detector.location[0].ndim == 3
+    bigger = np.kron(test_good[0], np.ones((2, 2)))
+    result = detector.score(bigger, with_map=True)
+    assert np.isfinite(result.score) and result.anomaly_map.shape == bigger.shape
+
+
+def test_missing_detector_and_small_image_are_reported(synthetic, fitted):
+    with pytest.raises(NoDetectorError, match="re-run learn-dict"):
+        Detector.from_dictionary(Dictionary(dct_dictionary(8, 16), patch_size=8))
+    with pytest.raises(ValueError, match="at least 32"):
+        fitted[1].score(np.zeros((20, 80)))
+
+
+def test_split_calibration_is_seeded_and_disjoint():
+    train, calibration = split_calibration(10, 0.25, seed=3)
+    assert len(calibration) == 2 and len(train) == 8
+    assert not set(train) & set(calibration)
+    again = split_calibration(10, 0.25, seed=3)
+    assert np.array_equal(again[1], calibration)
+    with pytest.raises(ValueError):
+        split_calibration(1, 0.5, seed=0)
+
+
+def test_heat_colours_and_overlay():
+    colours = heat_colours(np.array([0.0, 0.5, 1.0]))
+    assert colours.shape == (3, 3)
+    assert np.allclose(colours[0], 0) and np.all(colours[2] > 0.8)
+    overlay = anomaly_overlay(np.full((4, 4), 0.5), np.array([[0.0] * 4] * 3 + [[10.0] * 4]), 1.0, 2.0)
+    assert overlay.shape == (4, 4, 3)
+    assert np.allclose(overlay[0], 0.4)  # untouched grey (dimmed to 0.8)
+    assert overlay[3, 0, 0] > overlay[3, 0, 2]  # hot colour where the map is high
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def _save(path, pixels):
+    PILImage.fromarray(np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, synthetic):
+    good, calibration, test_good, defects = synthetic
+    root = tmp_path_factory.mktemp("detect")
+    for name, images in (("good", good), ("calib", calibration)):
+        (root / name).mkdir()
+        for index, image in enumerate(images):
+            _save(root / name / f"{name}_{index:02d}.png", image)
+    (root / "incoming").mkdir()
+    for index, image in enumerate(test_good[:3]):
+        _save(root / "incoming" / f"ok_{index}.png", image)
+    for index, image in enumerate(defects[:3:2] + defects[3:4]):
+        _save(root / "incoming" / f"defect_{index}.png", image)
+    (root / "okonly").mkdir()
+    for index, image in enumerate(test_good[3:]):
+        _save(root / "okonly" / f"ok_{index}.png", image)
+    model = root / "model.npz"
+    result = CliRunner().invoke(
+        cli, ["learn-dict", str(root / "good"), "-o", str(model), "--calibration-images", str(root / "calib")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "pooled detector" in result.output and "8 calibration image scores" in result.output
+    return root, model
+
+
+def test_detect_report_heatmaps_and_exit_codes(folders, tmp_path):
+    root, model = folders
+    report = tmp_path / "report.json"
+    maps = tmp_path / "maps"
+    result = CliRunner().invoke(
+        cli,
+        ["detect", str(root / "incoming"), "--dict", str(model), "--report", str(report), "--heatmap-dir", str(maps)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Scored 6 of 6 image(s): 3 anomalous" in result.output
+    payload = json.loads(report.read_text())
+    for key in ("spmcli_version", "dictionary", "patch_size", "threshold", "threshold_method", "counts", "seconds"):
+        assert key in payload
+    assert len(payload["dictionary"]["sha256"]) == 64
+    assert payload["counts"] == {"images": 6, "anomalies": 3, "failures": 0}
+    assert len(payload["images"]) == 6
+    for record in payload["images"]:
+        assert tuple(record) == IMAGE_FIELDS
+        assert np.isfinite(record["score"]) and record["error"] is None
+        assert record["is_anomaly"] == ("defect_" in record["path"])
+        raw = tifffile.imread(record["anomaly_map"])
+        assert raw.dtype == np.float32 and raw.shape == (SIDE, SIDE)
+        assert PILImage.open(record["overlay"]).mode == "RGB"
+
+    failing = CliRunner().invoke(cli, ["detect", str(root / "incoming"), "--dict", str(model), "--fail-on-anomaly"])
+    assert failing.exit_code == 1
+    relaxed = CliRunner().invoke(
+        cli, ["detect", str(root / "incoming"), "--dict", str(model), "--fail-on-anomaly", "--threshold", "1e6"]
+    )
+    assert relaxed.exit_code == 0 and "0 anomalous" in relaxed.output and "given with --threshold" in relaxed.output
+    clean = CliRunner().invoke(cli, ["detect", str(root / "okonly"), "--dict", str(model), "--fail-on-anomaly"])
+    assert clean.exit_code == 0, clean.output
+
+
+def test_corrupt_image_is_reported_and_the_rest_scored(folders, tmp_path):
+    root, model = folders
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    for path in sorted((root / "okonly").iterdir()):
+        (batch / path.name).write_bytes(path.read_bytes())
+    (batch / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    report = tmp_path / "report.csv"
+    result = CliRunner().invoke(cli, ["detect", str(batch), "--dict", str(model), "--report", str(report)])
+    assert result.exit_code == 3
+    assert "broken.png" in result.output
+    with open(report, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == IMAGE_FIELDS
+    assert len(rows) == 4
+    broken = next(row for row in rows if row["path"].endswith("broken.png"))
+    assert broken["error"] and broken["score"] == ""
+    scored = [row for row in rows if not row["path"].endswith("broken.png")]
+    assert all(np.isfinite(float(row["score"])) and row["error"] == "" for row in scored)
+
+
+def test_dictionary_without_calibration_is_refused(tmp_path, folders):
+    root, _ = folders
+    plain = tmp_path / "plain.npz"
+    save_dictionary(Dictionary(dct_dictionary(8, 16), patch_size=8), plain)
+    result = CliRunner().invoke(cli, ["detect", str(root / "okonly"), "--dict", str(plain)])
+    assert result.exit_code == 3
+    assert "no detector calibration" in result.output and "re-run learn-dict" in result.output
+
+
+def test_learn_dict_holds_out_a_seeded_share(folders, tmp_path):
+    root, _ = folders
+    outputs = []
+    for name in ("a.npz", "b.npz"):
+        result = CliRunner().invoke(
+            cli, ["learn-dict", str(root / "good"), "-o", str(tmp_path / name), "--detector", "--aligned"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "aligned detector" in result.output and "of 3 calibration image scores" in result.output
+        outputs.append((tmp_path / name).read_bytes())
+    assert outputs[0] == outputs[1]
+    metadata = load_dictionary(tmp_path / "a.npz").metadata["detector"]
+    assert metadata["n_good_images"] == 9 and metadata["n_calibration_images"] == 3
+
+
+def test_detect_in_a_subprocess(folders, tmp_path):
+    root, model = folders
+    report = tmp_path / "r.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "spmcli", "detect", str(root / "incoming"), "--dict", str(model),
+         "--report", str(report), "--fail-on-anomaly"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stderr
+    assert "anomalous" in completed.stdout
+    assert json.loads(report.read_text())["counts"]["anomalies"] == 3
