@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..dictionary import atoms_mosaic, save_dictionary
+from ..dictionary import Dictionary, atoms_mosaic, save_dictionary
+from ..errors import SpmcliError
 from ..images import read_image, write_image
 from ..learn import learn_dictionary
 from ._common import Batch, check_new_output, expand_images, max_pixels_option, progress_bar, say, seed_option
@@ -28,6 +29,14 @@ def _to_grey(pixels: np.ndarray) -> np.ndarray:
         return pixels
     # ITU-R BT.601 luma, as skimage.color.rgb2gray's predecessor and most cameras.
     return pixels[:, :, :3] @ np.array([0.299, 0.587, 0.114])
+
+
+def _learn_or_explain(source: str, images: list[np.ndarray], **options) -> Dictionary:
+    """Learn, turning a problem with the training data itself into a user-facing error."""
+    try:
+        return learn_dictionary(images, **options)
+    except ValueError as error:
+        raise SpmcliError(f"cannot learn a dictionary: {error}", source) from None
 
 
 @click.command(name="learn-dict", epilog=EPILOG)
@@ -173,7 +182,8 @@ def command(
             bar.update(1)
             bar.set_postfix(rmse=f"{rmse * 255:.3f}/255")
 
-        dictionary = learn_dictionary(
+        dictionary = _learn_or_explain(
+            " ".join(images),
             loaded,
             patch_size=patch_size,
             n_atoms=n_atoms,
