@@ -160,12 +160,13 @@ def _omp_chunk(
     err = residual_sq[rows]
     tol_w = None if tol is None else tol[rows]
 
+    magnitude = np.empty_like(alpha)
     for step in range(max_atoms):
         m = rows.size
         if m == 0:
             break
         local = np.arange(m)
-        chosen = np.abs(alpha).argmax(axis=1)
+        chosen = np.abs(alpha, out=magnitude[:m]).argmax(axis=1)
         corr = alpha[local, chosen]
         diag = gram_diagonal(rows, chosen)
         column = gram_columns(rows, chosen)
@@ -175,7 +176,7 @@ def _omp_chunk(
         else:
             new_row = stack[local, :step, chosen]  # (m, step): the new Cholesky row
             pivot_sq = diag - np.einsum("ij,ij->i", new_row, new_row)
-            column = column - np.matmul(new_row[:, None, :], stack[:, :step, :])[:, 0, :]
+            column -= np.matmul(new_row[:, None, :], stack[:, :step, :])[:, 0, :]
         # Stop a signal whose new atom is dependent on the chosen ones, or whose
         # residual no longer correlates with anything (it is in their span).
         ok = (pivot_sq > _DEPENDENCE_EPS * np.maximum(diag, 1e-300)) & (corr * corr > _EXHAUSTED_EPS * norms_sq[rows])
@@ -194,7 +195,7 @@ def _omp_chunk(
         pivot = np.sqrt(pivot_sq)
         column /= pivot[:, None]
         coef_z = corr / pivot
-        alpha -= column * coef_z[:, None]
+        alpha -= np.multiply(column, coef_z[:, None], out=magnitude[: rows.size])
         err = err - coef_z * coef_z
 
         indices[rows, step] = chosen
