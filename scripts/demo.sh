@@ -13,6 +13,10 @@ step learn-dict sample_images/detect/good -o "$OUT/detect_model.npz" --detector 
 step detect sample_images/detect/incoming --dict "$OUT/detect_model.npz" --report "$OUT/detect_report.json" \
     --heatmap-dir "$OUT/detect_maps"
 
+# inpaint: fill the pixels under the text mask; the untouched original is the reference for the PSNR.
+step inpaint sample_images/camera.png --mask sample_images/inpaint/camera_mask.png -o "$OUT/camera_inpainted.png" \
+    --reference sample_images/camera.png --report "$OUT/inpaint_report.json"
+
 # demo:end
 echo
 echo "Done. Open the files in $OUT/:"
