@@ -76,7 +76,7 @@ def _psnr_report(reference: Image, result: np.ndarray, missing: np.ndarray) -> d
 @click.option("--sparsity", type=click.IntRange(min=1), default=8, show_default=True,
               help="Most atoms per patch when coding over the dictionary.")  # fmt: skip
 @click.option("--stride", type=click.IntRange(1, 8), default=2, show_default=True,
-              help="Step between overlapping patches (1 is slower, rarely better).")  # fmt: skip
+              help="Step between overlapping patches (1: about 4x slower, a few tenths of a dB better).")  # fmt: skip
 @click.option("--reference", "reference_path", type=click.Path(dir_okay=False), default=None,
               help="Ground-truth image: report PSNR on all pixels and on the missing ones (one input).")  # fmt: skip
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
