@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -60,16 +61,27 @@ FIT_IMAGES = (
 )
 
 
-def weight_curve(clean: np.ndarray, noisy: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+def chambolle(noisy: np.ndarray, weight: float) -> np.ndarray:
+    return denoise_tv_chambolle(noisy, weight=weight)
+
+
+def bregman_inverse(noisy: np.ndarray, weight: float) -> np.ndarray:
+    """scikit-image's Bregman with the plain ROF conversion 1 / weight."""
+    return denoise_tv_bregman(noisy, weight=1.0 / weight)
+
+
+def weight_curve(
+    clean: np.ndarray, noisy: np.ndarray, sigma: float, solve: Callable = chambolle
+) -> tuple[np.ndarray, np.ndarray]:
     """PSNR against log weight: a coarse grid (ratio 1.25) over 0.2..5 sigma,
     then a fine one (ratio 1.05) around the best."""
     log_weights = list(np.log(sigma) + np.log(1.25) * np.arange(np.floor(np.log(0.2) / np.log(1.25)), 8))
-    scores = [psnr(clean, denoise_tv_chambolle(noisy, weight=np.exp(w))) for w in log_weights]
+    scores = [psnr(clean, solve(noisy, np.exp(w))) for w in log_weights]
     best = log_weights[int(np.argmax(scores))]
     for step in (-4, -3, -2, -1, 1, 2, 3, 4):
         w = best + step * np.log(1.05)
         log_weights.append(w)
-        scores.append(psnr(clean, denoise_tv_chambolle(noisy, weight=np.exp(w))))
+        scores.append(psnr(clean, solve(noisy, np.exp(w))))
     order = np.argsort(log_weights)
     return np.asarray(log_weights)[order], np.asarray(scores)[order]
 
@@ -136,12 +148,35 @@ def fit_crops() -> dict[str, np.ndarray]:
     return crops
 
 
+def measure_bregman_factor() -> None:
+    """Best Chambolle weight over best Bregman 1/weight, per crop and sigma: the
+    factor that makes both solvers peak at the same spmcli weight."""
+    factors = []
+    for sigma in FIT_SIGMAS:
+        for name, clean in fit_crops().items():
+            noisy = clean + sigma / 255.0 * np.random.default_rng(0).standard_normal(clean.shape)
+            best = []
+            for solve in (chambolle, bregman_inverse):
+                log_weights, scores = weight_curve(clean, noisy, sigma / 255.0, solve)
+                best.append(log_weights[int(np.argmax(scores))])
+            factors.append(float(np.exp(best[0] - best[1])))
+            print(f"{name} sigma {sigma}: factor {factors[-1]:.3f}", file=sys.stderr)
+    quartiles = np.percentile(factors, [25, 50, 75])
+    print(
+        f"BREGMAN_FACTOR = {quartiles[1]:.3f} (median of {len(factors)}; quartiles {quartiles[0]:.3f}, "
+        f"{quartiles[2]:.3f}; shipped {tv.BREGMAN_FACTOR})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--images", default=None, help="comma-separated Set12 file names (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats per image (median)")
     parser.add_argument("--fit", action="store_true", help="print the fitted rule constants and exit")
+    parser.add_argument(
+        "--bregman-factor", action="store_true", help="measure BREGMAN_FACTOR on the skimage.data crops and exit"
+    )
     arguments = parser.parse_args()
     folder = arguments.data / "Set12"
     paths = sorted(folder.glob("*.png"))
@@ -151,6 +186,9 @@ def main() -> None:
     if not paths:
         sys.exit(f"no Set12 images in {folder} (use --data)")
     threadpool_limits(1)
+    if arguments.bregman_factor:
+        measure_bregman_factor()
+        return
 
     print("Fitting curves on skimage.data crops ...", file=sys.stderr)
     fit_cases = [make_case(name, crop, sigma) for sigma in FIT_SIGMAS for name, crop in fit_crops().items()]

@@ -153,7 +153,12 @@ def test_cli_denoises_and_reports(tmp_path, grey_png):
         cli, ["tv-denoise", str(grey_png), "-o", str(output), "--reference", str(clean_path), "--report", str(report)]
     )
     assert result.exit_code == 0, result.output
-    assert "weight" in result.output and "(estimated)" in result.output and "PSNR" in result.output
+    assert (
+        "weight" in result.output
+        and "sigma" in result.output
+        and "estimated" in result.output
+        and "PSNR" in result.output
+    )
     entry = json.loads(report.read_text())["images"][0]
     assert entry["weight_source"] == "auto" and entry["sigma_source"] == "estimated"
     assert entry["sigma"] == pytest.approx(20, rel=0.2)

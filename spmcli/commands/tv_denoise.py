@@ -140,10 +140,11 @@ def command(
     from the noise level unless --weight is given.
 
     --weight has one meaning for both methods: larger = smoother (scikit-image's
-    Bregman solver takes the inverse; spmcli converts). The automatic weight is
-    a power law of the noise sigma fitted on images other than the benchmark's,
-    and is printed for each image. Colour is denoised jointly across channels;
-    alpha is passed through; outputs keep the input's dtype.
+    Bregman solver takes the inverse; spmcli converts). The automatic weight
+    grows with the noise sigma (estimated, or --sigma) and shrinks for detailed
+    images (see README); it is printed for each image. Colour is denoised
+    jointly across channels (vectorial TV); alpha is passed through; outputs
+    keep the input's dtype.
     """
     paths = expand_images(images)
     if anisotropic and method != "bregman":
@@ -261,7 +262,7 @@ def _denoise_one(
 
 def _summary_line(record: dict) -> str:
     if record["sigma"] is not None:
-        how = f"auto from sigma {record['sigma']:.1f}/255 ({record['sigma_source']})"
+        how = f"auto, sigma {record['sigma']:.1f}/255 {record['sigma_source']}"
     else:
         how = "given"
     text = f"{record['input']}: weight {record['weight']:.4g} ({how}), {record['method']}, {record['seconds']:.2f} s"
