@@ -18,6 +18,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,21 +69,30 @@ def spm_image_ksvd(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
 
     size, stride = 8, 4
     marked = np.where(missing, -1.0, image)
-    all_patches = extract_patches_2d(marked, (size, size))
+    all_patches = extract_patches_2d(marked, (size, size)).reshape(-1, size * size)
+    # spm-image raises on a patch with no observed pixel: train and code only the others.
+    all_patches = all_patches[np.any(all_patches != -1.0, axis=1)]
     rng = np.random.default_rng(0)
-    train = all_patches[rng.choice(all_patches.shape[0], 2000, replace=False)].reshape(-1, size * size)
+    train = all_patches[rng.choice(all_patches.shape[0], min(2000, all_patches.shape[0]), replace=False)]
     model = KSVD(n_components=128, transform_n_nonzero_coefs=8, max_iter=5, missing_value=-1.0, random_state=0)
-    model.fit(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        model.fit(train)
     height, width = image.shape
     rows = np.unique(np.append(np.arange(0, height - size + 1, stride), height - size))
     cols = np.unique(np.append(np.arange(0, width - size + 1, stride), width - size))
-    patches = np.stack([marked[r : r + size, c : c + size].ravel() for r in rows for c in cols])
-    rebuilt = model.transform(patches) @ model.components_
+    corners = [(r, c) for r in rows for c in cols if np.any(~missing[r : r + size, c : c + size])]
+    patches = np.stack([marked[r : r + size, c : c + size].ravel() for r, c in corners])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # sklearn's OMP "linear dependence" notes
+        rebuilt = model.transform(patches) @ model.components_
     total, weight = np.zeros_like(image), np.zeros_like(image)
-    for index, (r, c) in enumerate((r, c) for r in rows for c in cols):
+    for index, (r, c) in enumerate(corners):
         total[r : r + size, c : c + size] += rebuilt[index].reshape(size, size)
         weight[r : r + size, c : c + size] += 1
-    return np.clip(total / weight, 0, 1)
+    # Pixels that only unobserved patches cover: spm-image has no value there; use the observed mean.
+    fallback = image[~missing].mean()
+    return np.clip(np.divide(total, weight, out=np.full_like(image, fallback), where=weight > 0), 0, 1)
 
 
 def ours(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -118,6 +128,10 @@ def main() -> None:
 
     print(f"Command: {' '.join(shlex.quote(part) for part in [Path(sys.executable).name, *sys.argv])}")
     print(f"Cores: {os.cpu_count()}, BLAS threads: 1; PSNR in dB on the missing pixels only, seconds per image")
+    print(
+        "spm-image: KSVD(n_components=128, transform_n_nonzero_coefs=8, max_iter=5, missing_value=-1) fitted on "
+        "2,000 random 8x8 patches, then every patch at stride 4 coded with its mask and the overlaps averaged"
+    )
     for mask_name in masks:
         print(f"\n### {mask_name}\n")
         print("| image | size | missing | biharmonic dB | s | spmcli dB | s | gain dB | spm-image dB | s | speed-up |")

@@ -3,9 +3,11 @@
 The image is filled in three stages, each starting from the previous estimate
 and always putting the observed pixels back after every pass:
 
-1. **Biharmonic first guess** (``skimage.restoration.inpaint_biharmonic``):
-   smooth, and defined everywhere, so holes that no patch observes are never
-   left black.
+1. **First guess**: biharmonic interpolation
+   (``skimage.restoration.inpaint_biharmonic``), or for very many missing
+   pixels (where that solve becomes slow and memory-hungry) a coarse-to-fine
+   normalised Gaussian convolution. Both are smooth and defined everywhere, so
+   holes that no patch observes are never left black.
 2. **Iterative thresholding over the orthonormal patch DCT** [2]_ [3]_: the
    overlapping patches of the current estimate are transformed, coefficients
    below a threshold are set to zero, the patches are averaged back and the
@@ -60,6 +62,12 @@ ProgressCallback = Callable[[str, int, int], None]
 # Patches per band: bounds the memory of one pass (a band of 32k 8x8 patches
 # is 16 MB in float64) while keeping the numpy calls large.
 BAND_PATCHES = 32768
+FIRST_GUESSES = ("auto", "biharmonic", "smooth")
+# skimage's biharmonic solve grows faster than linearly with the size of the
+# holes: measured 9.5 s and about 1 GB for 210k missing pixels (512x512 with 80%
+# missing), 100 s and 4.2 GB for 840k. Above this many missing pixels "auto"
+# takes the linear-time smooth guess instead.
+BIHARMONIC_MAX_MISSING = 250_000
 
 
 @dataclass
@@ -181,6 +189,30 @@ def _biharmonic(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
     return np.clip(filled, 0.0, 1.0)
 
 
+def _normalised_convolution(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Coarse-to-fine smooth fill: each missing pixel takes the Gaussian-weighted
+    mean of the observed pixels around it, at the finest scale (sigma 1, 2, 4...)
+    where they carry enough weight. Linear time and memory, any hole size."""
+    from scipy.ndimage import gaussian_filter
+
+    observed = (~missing).astype(np.float64)
+    filled = np.where(missing[:, :, None], 0.0, image)
+    result = filled.copy()
+    pending = missing.copy()
+    sigma = 1.0
+    while pending.any():
+        weight = gaussian_filter(observed, sigma, mode="reflect")
+        # Beyond the image size every pixel has some weight, so the loop ends.
+        ready = pending & (weight > 0.05 * weight.max() if sigma > max(image.shape[:2]) else weight > 0.05)
+        if ready.any():
+            for channel in range(image.shape[2]):
+                blurred = gaussian_filter(filled[:, :, channel], sigma, mode="reflect")
+                result[ready, channel] = blurred[ready] / weight[ready]
+            pending &= ~ready
+        sigma *= 2
+    return result
+
+
 def _check_inputs(pixels: np.ndarray, missing: np.ndarray, patch_size: int) -> tuple[np.ndarray, np.ndarray]:
     pixels = np.asarray(pixels, dtype=np.float64)
     missing = np.asarray(missing)
@@ -217,6 +249,7 @@ def inpaint(
     sparsity: int = 8,
     coding_passes: int = 1,
     coding_rmse: tuple[float, ...] = (2.5 / 255,),
+    first_guess: str = "auto",
     seed: int | None = 0,
     callback: ProgressCallback | None = None,
 ) -> InpaintResult:
@@ -252,6 +285,11 @@ def inpaint(
     coding_rmse : tuple of float
         Target RMS error per pixel of each coding pass (0..1 scale); the last
         value repeats for further passes.
+    first_guess : {"auto", "biharmonic", "smooth"}
+        How the first estimate is made: biharmonic interpolation, or a
+        coarse-to-fine normalised Gaussian convolution (linear time and memory,
+        a little worse on smooth images); ``"auto"`` takes biharmonic up to
+        :data:`BIHARMONIC_MAX_MISSING` missing pixels.
     seed : int, optional
         Seed of the K-SVD patch sample.
     callback : callable, optional
@@ -283,6 +321,8 @@ def inpaint(
     True
     """
     pixels, missing = _check_inputs(pixels, missing, patch_size)
+    if first_guess not in FIRST_GUESSES:
+        raise ValueError(f"first_guess must be one of {FIRST_GUESSES}, got {first_guess!r}")
     grey = pixels.ndim == 2
     image = as_channels_last(pixels)
     n_channels = image.shape[2]
@@ -304,10 +344,13 @@ def inpaint(
         return InpaintResult(pixels.copy(), atoms, stages)
 
     with threadpool_limits(limits=1, user_api="blas"):
-        estimate = restore(_biharmonic(image, missing))
-        stages["biharmonic"] = 1
+        if first_guess == "auto":
+            first_guess = "biharmonic" if missing.sum() <= BIHARMONIC_MAX_MISSING else "smooth"
+        guess = _biharmonic if first_guess == "biharmonic" else _normalised_convolution
+        estimate = restore(guess(image, missing))
+        stages[first_guess] = 1
         if callback is not None:
-            callback("biharmonic", 1, 1)
+            callback(first_guess, 1, 1)
 
         # Stage 2: thresholding in a decorrelated colour space, plane by plane.
         thresholds = threshold_schedule(threshold_passes, threshold_start, threshold_stop)

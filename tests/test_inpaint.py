@@ -81,6 +81,29 @@ def test_large_hole_is_filled_not_left_black():
     assert np.allclose(result.pixels, 0.6, atol=1e-3)
 
 
+def test_smooth_first_guess_fills_large_holes_too():
+    y, x = np.mgrid[:40, :40] / 40
+    image = 0.3 + 0.4 * x * y
+    missing = np.zeros(image.shape, bool)
+    missing[8:32, 10:30] = True
+    result = inpaint(np.where(missing, 0.0, image), missing, first_guess="smooth", learn_iterations=0)
+    assert result.stages["smooth"] == 1
+    assert np.abs(result.pixels - image)[missing].max() < 0.1
+    with pytest.raises(ValueError, match="first_guess"):
+        inpaint(image, missing, first_guess="magic")
+
+
+def test_band_processing_gives_the_same_result(monkeypatch):
+    import spmcli.inpaint as core
+
+    image = dct_sparse_image(40) + 0.05 * np.random.default_rng(3).random((40, 40))
+    missing = random_missing(image.shape, 0.4)
+    whole = inpaint(image, missing, n_atoms=32, learn_patches=300).pixels
+    monkeypatch.setattr(core, "BAND_PATCHES", 20)  # one grid row (18 patches) per band
+    banded = inpaint(image, missing, n_atoms=32, learn_patches=300).pixels
+    assert np.allclose(whole, banded, atol=1e-12)
+
+
 def test_colour_image_keeps_its_channels():
     image = np.stack([dct_sparse_image(32), 1 - dct_sparse_image(32), np.full((32, 32), 0.3)], axis=2)
     missing = random_missing(image.shape[:2], 0.3)

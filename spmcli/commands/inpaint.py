@@ -77,6 +77,9 @@ def _psnr_report(reference: Image, result: np.ndarray, missing: np.ndarray) -> d
               help="Most atoms per patch when coding over the dictionary.")  # fmt: skip
 @click.option("--stride", type=click.IntRange(1, 8), default=2, show_default=True,
               help="Step between overlapping patches (1: about 4x slower, a few tenths of a dB better).")  # fmt: skip
+@click.option("--first-guess", type=click.Choice(["auto", "biharmonic", "smooth"]), default="auto", show_default=True,
+              help="First estimate: biharmonic, or a linear-time coarse-to-fine smooth fill; auto uses biharmonic "
+              "up to 250,000 missing pixels.")  # fmt: skip
 @click.option("--reference", "reference_path", type=click.Path(dir_okay=False), default=None,
               help="Ground-truth image: report PSNR on all pixels and on the missing ones (one input).")  # fmt: skip
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
@@ -99,6 +102,7 @@ def command(
     learn_iters: int,
     sparsity: int,
     stride: int,
+    first_guess: str,
     reference_path: str | None,
     report_path: str | None,
     seed: int,
@@ -189,6 +193,7 @@ def command(
                     learn_iterations=learn_iters,
                     sparsity=sparsity,
                     coding_passes=1 if (learn_iters > 0 or dictionary is not None) else 0,
+                    first_guess=first_guess,
                     seed=seed,
                     callback=report,
                 )
