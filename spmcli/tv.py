@@ -232,6 +232,7 @@ def vectorial_tv_chambolle(
         image = image.astype(np.float64)
     if image.ndim != 3:
         raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+    image = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W): reductions over leading axes are fast
     dual = np.zeros((2, *image.shape), dtype=image.dtype)
     gradient = np.zeros_like(dual)
     divergence = np.zeros_like(image)
@@ -242,13 +243,13 @@ def vectorial_tv_chambolle(
     while iteration < max_num_iter:
         if iteration > 0:
             divergence = -dual.sum(axis=0)
-            divergence[1:] += dual[0, :-1]
-            divergence[:, 1:] += dual[1, :, :-1]
+            divergence[:, 1:] += dual[0, :, :-1]
+            divergence[:, :, 1:] += dual[1, :, :, :-1]
             out = image + divergence
         energy = float((divergence**2).sum())
-        gradient[0, :-1] = np.diff(out, axis=0)
-        gradient[1, :, :-1] = np.diff(out, axis=1)
-        norm = np.sqrt((gradient**2).sum(axis=(0, 3)))[None, :, :, None]
+        gradient[0, :, :-1] = np.diff(out, axis=1)
+        gradient[1, :, :, :-1] = np.diff(out, axis=2)
+        norm = np.sqrt((gradient**2).sum(axis=(0, 1)))
         energy += weight * float(norm.sum())
         norm *= tau / weight
         norm += 1.0
@@ -262,7 +263,7 @@ def vectorial_tv_chambolle(
         else:
             energy_previous = energy
         iteration += 1
-    return out, iteration + 1
+    return np.moveaxis(out, 0, -1), iteration + 1
 
 
 def tv_denoise(
@@ -337,5 +338,12 @@ def tv_denoise(
         )
         denoised = denoised.reshape(pixels.shape)
     return TVResult(
-        np.asarray(denoised, dtype=np.float64), weight, parameter, used_sigma, method, joint, iterations, limit
+        np.ascontiguousarray(denoised, dtype=np.float64),
+        weight,
+        parameter,
+        used_sigma,
+        method,
+        joint,
+        iterations,
+        limit,
     )
