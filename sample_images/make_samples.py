@@ -57,5 +57,14 @@ def main() -> None:
     save(np.asarray(mask), "inpaint/camera_mask.png")
 
 
+def inpaint_dropped_pixels() -> None:
+    """The coffee image with half of its pixels dropped to black (for --missing-value 0)."""
+    coffee = np.asarray(Image.open(HERE / "coffee.png")).copy()
+    dropped = np.random.default_rng(0).random(coffee.shape[:2]) < 0.5
+    coffee[dropped] = 0
+    save(coffee, "inpaint/coffee_dropped.png")
+
+
 if __name__ == "__main__":
     main()
+    inpaint_dropped_pixels()

@@ -16,6 +16,12 @@ step detect sample_images/detect/incoming --dict "$OUT/detect_model.npz" --repor
 # inpaint: fill the pixels under the text mask; the untouched original is the reference for the PSNR.
 step inpaint sample_images/camera.png --mask sample_images/inpaint/camera_mask.png -o "$OUT/camera_inpainted.png" \
     --reference sample_images/camera.png --report "$OUT/inpaint_report.json"
+# inpaint a colour image whose dropped pixels are marked by their value (black), spm-image style.
+step inpaint sample_images/inpaint/coffee_dropped.png --missing-value 0 -o "$OUT/coffee_filled.png" \
+    --reference sample_images/coffee.png
+
+# Total variation: the sample images are clean, so tell it the noise level to smooth for.
+step tv-denoise sample_images/camera.png sample_images/coffee.png --output-dir "$OUT/tv" --sigma 15 --report "$OUT/tv_report.json"
 
 # demo:end
 echo
