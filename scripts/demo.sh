@@ -23,6 +23,12 @@ step inpaint sample_images/inpaint/coffee_dropped.png --missing-value 0 -o "$OUT
 # Total variation: the sample images are clean, so tell it the noise level to smooth for.
 step tv-denoise sample_images/camera.png sample_images/coffee.png --output-dir "$OUT/tv" --sigma 15 --report "$OUT/tv_report.json"
 
+# reconstruct: rebuild the camera from 4 atoms per patch of the dictionary learned above, then
+# K-SVD denoising (a dictionary learned from the image itself); the colour sample is clean, so give a sigma.
+step reconstruct sample_images/camera.png -o "$OUT/camera_rebuilt.png" --dict "$OUT/camera_dict.npz" --sparsity 4 \
+    --reference sample_images/camera.png --report "$OUT/reconstruct_report.json"
+step reconstruct sample_images/coffee.png -o "$OUT/coffee_ksvd.png" --sigma 8
+
 # demo:end
 echo
 echo "Done. Open the files in $OUT/:"
