@@ -14,7 +14,14 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
-from spmcli.anomaly import Detector, DetectorSettings, NoDetectorError, fit_detector, split_calibration
+from spmcli.anomaly import (
+    Detector,
+    DetectorSettings,
+    NoDetectorError,
+    calibrated_threshold,
+    fit_detector,
+    split_calibration,
+)
 from spmcli.cli import cli
 from spmcli.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 from spmcli.report import IMAGE_FIELDS, anomaly_overlay, heat_colours
@@ -109,16 +116,57 @@ def test_detector_round_trips_through_the_dictionary_file(tmp_path, synthetic, f
     assert loaded.score(image).score == pytest.approx(detector.score(image).score, rel=1e-9)
     assert loaded.threshold == detector.threshold
     assert loaded.settings == detector.settings
-    assert loaded.threshold_method == "quantile 0.99 of 8 calibration image scores"
+    assert loaded.threshold_method == ("quantile 0.95 of a normal fit to 8 calibration image scores (fewer than 20)")
 
 
 def test_aligned_mode_resizes_other_sizes(synthetic):
     good, calibration, test_good, _ = synthetic
     _, detector = fit_detector(good, calibration, settings=DetectorSettings(mode="aligned", polarity="dark"))
-    assert detector.location[0].shape[0] == 2 and detector.location[0].ndim == 3
+    # Three features per position (structure, intensity, lines) and a 3x3 precision matrix each.
+    assert detector.location[0].shape[0] == 3 and detector.location[0].ndim == 3
+    assert detector.spread[0].shape == (*detector.location[0].shape[1:], 3, 3)
+    assert np.allclose(detector.spread[0], np.swapaxes(detector.spread[0], -1, -2))
     bigger = np.kron(test_good[0], np.ones((2, 2)))
     result = detector.score(bigger, with_map=True)
     assert np.isfinite(result.score) and result.anomaly_map.shape == bigger.shape
+
+
+def test_aligned_mode_finds_a_thin_crack_and_maps_it():
+    # Aligned "cells": one fixed layout (a dark busbar, brighter centre) plus noise;
+    # the crack is a faint 1-pixel dark diagonal, weaker than the busbar.
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:96, 0:96].astype(float)
+    layout = 0.55 + 0.1 * np.exp(-((x - 48) ** 2 + (y - 48) ** 2) / 2000)
+    layout[44:48, :] = 0.25
+
+    def cell() -> np.ndarray:
+        return np.clip(layout + 0.015 * rng.standard_normal(layout.shape), 0, 1)
+
+    settings = DetectorSettings(mode="aligned", polarity="dark")
+    _, detector = fit_detector([cell() for _ in range(16)], [cell() for _ in range(8)], settings=settings)
+    good_scores = [detector.score(cell()).score for _ in range(6)]
+    cracked = cell()
+    for i in range(12, 40):
+        cracked[i + 50, i + 10] -= 0.15
+    result = detector.score(cracked, with_map=True)
+    assert result.score > max(good_scores) and detector.is_anomaly(result.score)
+    peak = np.unravel_index(np.argmax(result.anomaly_map), result.anomaly_map.shape)
+    assert 55 <= peak[0] <= 95 and 15 <= peak[1] <= 55
+
+
+def test_calibrated_threshold_rules():
+    many = np.arange(100, dtype=float)
+    threshold, method = calibrated_threshold(many, 0.95)
+    assert threshold == pytest.approx(np.quantile(many, 0.95))
+    assert method == "quantile 0.95 of 100 calibration image scores"
+    # Few scores: the 95% point of a normal fit (mean 2, sd 1 -> 2 + 1.645).
+    threshold, method = calibrated_threshold(np.array([1.0, 2.0, 3.0]), 0.95)
+    assert threshold == pytest.approx(2 + 1.6448536, abs=1e-6)
+    assert "normal fit to 3 calibration image scores" in method
+    assert calibrated_threshold(np.array([4.0]), 0.95)[0] == 4.0
+    assert calibrated_threshold(np.array([1.0, 5.0]), 1.0)[0] == 5.0
+    with pytest.raises(ValueError):
+        calibrated_threshold(np.zeros(0), 0.95)
 
 
 def test_missing_detector_and_small_image_are_reported(synthetic, fitted):
@@ -252,7 +300,7 @@ def test_learn_dict_holds_out_a_seeded_share(folders, tmp_path):
             cli, ["learn-dict", str(root / "good"), "-o", str(tmp_path / name), "--detector", "--aligned"]
         )
         assert result.exit_code == 0, result.output
-        assert "aligned detector" in result.output and "of 3 calibration image scores" in result.output
+        assert "aligned detector" in result.output and "normal fit to 3 calibration image scores" in result.output
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
     metadata = load_dictionary(tmp_path / "a.npz").metadata["detector"]
