@@ -11,14 +11,48 @@ functions::
     [0, 0, 0]
 """
 
+from importlib import import_module
+
 from ._version import __version__
-from .dictionary import Dictionary, atoms_mosaic, dct_dictionary, load_dictionary, save_dictionary
-from .errors import DictionaryFormatError, ImageReadError, ImageWriteError, SpmcliError
-from .images import Image, find_images, read_image, write_image
-from .ksvd import KSVD
-from .learn import learn_dictionary
-from .omp import SparseCodes, batch_omp, masked_batch_omp
-from .patches import PatchAverager, PatchGrid
+
+# Public names and the module each lives in. Loaded on first use (PEP 562), so
+# the command line starts fast and pays only for what a command needs.
+_EXPORTS = {
+    "Dictionary": "dictionary",
+    "atoms_mosaic": "dictionary",
+    "dct_dictionary": "dictionary",
+    "load_dictionary": "dictionary",
+    "save_dictionary": "dictionary",
+    "DictionaryFormatError": "errors",
+    "ImageReadError": "errors",
+    "ImageWriteError": "errors",
+    "SpmcliError": "errors",
+    "Image": "images",
+    "find_images": "images",
+    "read_image": "images",
+    "write_image": "images",
+    "KSVD": "ksvd",
+    "learn_dictionary": "learn",
+    "SparseCodes": "omp",
+    "batch_omp": "omp",
+    "masked_batch_omp": "omp",
+    "PatchAverager": "patches",
+    "PatchGrid": "patches",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spmcli' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "KSVD",

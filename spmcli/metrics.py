@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 __all__ = ["psnr", "ssim"]
 
@@ -23,6 +22,8 @@ def psnr(reference: np.ndarray, image: np.ndarray, data_range: float = 1.0) -> f
         raise ValueError(f"shapes differ: reference {reference.shape}, image {image.shape}")
     if np.array_equal(reference, image):
         return float("inf")
+    from skimage.metrics import peak_signal_noise_ratio  # scipy.stats behind it costs 0.8 s to import
+
     return float(peak_signal_noise_ratio(reference, image, data_range=data_range))
 
 
@@ -38,6 +39,8 @@ def ssim(reference: np.ndarray, image: np.ndarray, data_range: float = 1.0) -> f
     if window < 3:
         return float("nan")
     channel_axis = 2 if reference.ndim == 3 else None
+    from skimage.metrics import structural_similarity  # imported on use: see psnr
+
     return float(
         structural_similarity(reference, image, data_range=data_range, channel_axis=channel_axis, win_size=window)
     )
