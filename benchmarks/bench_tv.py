@@ -64,8 +64,8 @@ FIT_IMAGES = (
 
 
 def chambolle(noisy: np.ndarray, weight: float) -> np.ndarray:
-    # float32, as spmcli runs it: 2-3x faster than float64, the same PSNR to 0.001 dB.
-    return denoise_tv_chambolle(noisy.astype(np.float32), weight=weight)
+    # As spmcli runs it: float32 (2-3x faster than float64, the same PSNR to 0.001 dB), spmcli's tolerance.
+    return denoise_tv_chambolle(noisy.astype(np.float32), weight=weight, eps=tv.CHAMBOLLE_EPS)
 
 
 def bregman_inverse(noisy: np.ndarray, weight: float) -> np.ndarray:
