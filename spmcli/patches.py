@@ -167,6 +167,12 @@ class PatchAverager:
                 self._sum[target_rows, target_cols] += block[:, :, dy, dx]
                 self._weight[target_rows, target_cols] += weight_block
 
+    def add_image(self, image: np.ndarray, weight: float) -> None:
+        """Add a whole image with one weight per pixel (for example the noisy
+        image in the final average of K-SVD denoising)."""
+        self._sum += weight * as_channels_last(image)
+        self._weight += weight
+
     def result(self, fallback: np.ndarray | None = None) -> np.ndarray:
         """The averaged image, shaped like the grid's image.
 
