@@ -137,7 +137,8 @@ def signal_gradient_rms(pixels: np.ndarray, sigma: float) -> float:
     ``mean(dx**2) + mean(dy**2)`` after ``4 * sigma**2`` (0 when noise explains all).
     """
     pixels = np.asarray(pixels, dtype=np.float64)
-    square = float(np.mean(np.diff(pixels, axis=0) ** 2) + np.mean(np.diff(pixels, axis=1) ** 2))
+    # An axis one pixel long has no differences (an image 1 pixel high or wide).
+    square = sum(float(np.mean(np.diff(pixels, axis=axis) ** 2)) for axis in (0, 1) if pixels.shape[axis] > 1)
     return float(np.sqrt(max(square - 4.0 * sigma**2, 0.0)))
 
 
