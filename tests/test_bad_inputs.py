@@ -359,3 +359,24 @@ def test_tiny_image_with_a_given_noise_level_is_denoised(files, tmp_path):
     assert result.returncode == 0, result.stderr
     pixels = read_image(tmp_path / "t.png").pixels
     assert pixels.shape == (1, 3) and np.all(np.isfinite(pixels))
+
+
+@pytest.mark.parametrize("command_name", ["reconstruct", "tv-denoise", "inpaint"])
+def test_report_carries_the_failure(files, tmp_path, command_name):
+    import json
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    (batch / "a.png").write_bytes(files["good_file"].read_bytes())
+    (batch / "b.png").write_bytes(b"")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    arguments = {
+        "reconstruct": ["reconstruct", batch, "--output-dir", out, "--dict", files["dict"]],
+        "tv-denoise": ["tv-denoise", batch, "--output-dir", out],
+        "inpaint": ["inpaint", batch, "--missing-value", "0", "--output-dir", out],
+    }[command_name]
+    result = spmcli(*arguments, "--report", report)
+    assert_clean_failure(result, 3, "b.png", "empty file")
+    payload = json.loads(report.read_text())
+    assert payload["failures"] == [{"input": str(batch / "b.png"), "error": "empty file (0 bytes)"}]
+    assert sorted(path.name for path in out.iterdir()) == ["a.png"]

@@ -88,6 +88,10 @@ class Batch:
             self.fail(path, error)
             return None
 
+    def failure_records(self) -> list[dict[str, str]]:
+        """The failures as report entries: ``{"input": path, "error": cause}``."""
+        return [{"input": path, "error": cause} for path, cause in self.failures]
+
     def finish(self) -> None:
         """Print the failure summary and exit 3 when anything failed."""
         if not self.failures:

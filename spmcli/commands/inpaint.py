@@ -224,7 +224,7 @@ def command(
                 "dictionary": dict_path,
                 "reference": reference_path,
                 "images": records,
-                "failures": [{"input": p, "error": cause} for p, cause in batch.failures],
+                "failures": batch.failure_records(),
             },
         )
     batch.finish()

@@ -174,7 +174,9 @@ def command(
         if record is not None:
             records.append(record)
     if report_path is not None:
-        write_json_report(report_path, {"command": "reconstruct", "images": records, "failed": batch.failures})
+        write_json_report(
+            report_path, {"command": "reconstruct", "images": records, "failures": batch.failure_records()}
+        )
     batch.finish()
 
 

@@ -194,7 +194,7 @@ def command(
                 "weight_option": weight,
                 "sigma_option": sigma,
                 "images": records,
-                "failures": [{"input": path, "error": cause} for path, cause in batch.failures],
+                "failures": batch.failure_records(),
             },
         )
     if len(records) > 1:
