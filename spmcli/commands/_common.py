@@ -156,10 +156,13 @@ def output_paths(
     return targets
 
 
-class SigmaType(click.ParamType):
-    """``auto`` or a non-negative noise standard deviation on the 0..255 scale."""
+class AutoOrNumber(click.ParamType):
+    """``auto`` or a finite number, at least ``minimum`` (above it when ``strict``)."""
 
-    name = "SIGMA|auto"
+    def __init__(self, name: str, minimum: float, strict: bool) -> None:
+        self.name = name
+        self.minimum = minimum
+        self.strict = strict
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -171,9 +174,34 @@ class SigmaType(click.ParamType):
                 number = float(value)
             except ValueError:
                 self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
-        if not number >= 0 or number == float("inf"):
-            self.fail(f"{value!r} must be a finite number >= 0", param, ctx)
+        in_range = number > self.minimum if self.strict else number >= self.minimum
+        if not in_range or number == float("inf"):
+            self.fail(f"{value!r} must be a finite number {'>' if self.strict else '>='} {self.minimum:g}", param, ctx)
         return number
+
+
+def SigmaType() -> AutoOrNumber:
+    """``auto`` or a non-negative noise standard deviation on the 0..255 scale."""
+    return AutoOrNumber("SIGMA|auto", 0.0, strict=False)
+
+
+def find_reference(reference: str | Path | None, source: Path) -> Path | None:
+    """The clean image to compare ``source``'s result with: the ``--reference``
+    file itself, or in a ``--reference`` folder the file of the same name (else
+    the same stem with any image extension)."""
+    if reference is None:
+        return None
+    location = Path(reference)
+    if not location.is_dir():
+        return location
+    same_name = location / source.name
+    if same_name.is_file():
+        return same_name
+    for extension in IMAGE_EXTENSIONS:
+        candidate = location / (source.stem + extension)
+        if candidate.is_file():
+            return candidate
+    raise SpmcliError(f"no reference image named {source.name} (or {source.stem}.*) in {location}", source)
 
 
 def write_json_report(path: str | Path, payload: dict) -> None:

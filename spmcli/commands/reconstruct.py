@@ -10,13 +10,14 @@ import click
 from ..denoise import DEFAULT_GAIN, LAMBDA_NUMERATOR, error_target, ksvd_denoise, reconstruct_with_dictionary
 from ..dictionary import Dictionary, load_dictionary
 from ..errors import SpmcliError
-from ..images import IMAGE_EXTENSIONS, Image, read_image, to_dtype, write_image
+from ..images import Image, read_image, to_dtype, write_image
 from ..metrics import psnr, ssim
 from ..noise import estimate_noise_sigma
 from ._common import (
     Batch,
     SigmaType,
     expand_images,
+    find_reference,
     max_pixels_option,
     output_paths,
     progress_bar,
@@ -31,24 +32,6 @@ Examples:
   spmcli reconstruct scans/ --output-dir clean/ --sigma 25 --report report.json
   spmcli reconstruct photo.png -o rebuilt.png --dict dict.npz --sparsity 4
 """
-
-
-def _reference_for(reference: str | None, path: Path, n_inputs: int) -> Path | None:
-    """The reference image of input ``path``: the file itself for a single
-    input, or the file of the same name (any image extension) in a folder."""
-    if reference is None:
-        return None
-    location = Path(reference)
-    if not location.is_dir():
-        return location
-    exact = location / path.name
-    if exact.is_file():
-        return exact
-    for extension in IMAGE_EXTENSIONS:
-        candidate = location / (path.stem + extension)
-        if candidate.is_file():
-            return candidate
-    raise SpmcliError(f"no reference image named {path.stem}.* in {location}", path)
 
 
 def _check_dictionary(dictionary: Dictionary, dict_path: str, image: Image, patch_size: int | None) -> None:
@@ -168,7 +151,7 @@ def command(
             lambda path=path, target=target: _process(
                 ctx, path, target, dictionary, dict_path, sigma, sigma_explicit, sparsity, patch_size, n_atoms,
                 iters, training_patches, method, gain, noisy_weight, stride,
-                _reference_for(reference, path, len(paths)), seed, max_pixels,
+                find_reference(reference, path), seed, max_pixels,
             ),
         )  # fmt: skip
         if record is not None:

@@ -9,13 +9,15 @@ import click
 import numpy as np
 
 from ..errors import SpmcliError
-from ..images import IMAGE_EXTENSIONS, read_image, to_dtype, write_image
+from ..images import read_image, to_dtype, write_image
 from ..metrics import psnr, ssim
 from ..tv import METHODS, tv_denoise
 from ._common import (
+    AutoOrNumber,
     Batch,
     SigmaType,
     expand_images,
+    find_reference,
     max_pixels_option,
     output_paths,
     progress_bar,
@@ -32,44 +34,6 @@ Examples:
 """
 
 
-class WeightType(click.ParamType):
-    """``auto`` or a positive number."""
-
-    name = "WEIGHT|auto"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        elif str(value).strip().lower() == "auto":
-            return "auto"
-        else:
-            try:
-                number = float(value)
-            except ValueError:
-                self.fail(f"{value!r} is neither 'auto' nor a number", param, ctx)
-        if not (number > 0 and np.isfinite(number)):
-            self.fail(f"{value!r} must be a finite number > 0", param, ctx)
-        return number
-
-
-def _reference_for(reference: Path | None, source: Path) -> Path | None:
-    """The clean image to compare ``source``'s result with: the --reference file
-    itself, or the file of the same name (else the same stem, any image
-    extension) in the --reference folder."""
-    if reference is None:
-        return None
-    if not reference.is_dir():
-        return reference
-    same_name = reference / source.name
-    if same_name.is_file():
-        return same_name
-    for extension in IMAGE_EXTENSIONS:
-        candidate = reference / (source.stem + extension)
-        if candidate.is_file():
-            return candidate
-    raise SpmcliError(f"no reference image named {source.name} (or {source.stem}.*) in {reference}", source)
-
-
 @click.command(name="tv-denoise", epilog=EPILOG)
 @click.argument("images", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output image (one input).")
@@ -81,7 +45,7 @@ def _reference_for(reference: Path | None, source: Path) -> Path | None:
 )
 @click.option(
     "--weight",
-    type=WeightType(),
+    type=AutoOrNumber("WEIGHT|auto", 0.0, strict=True),
     default="auto",
     show_default=True,
     help="Smoothing strength, larger = smoother for both methods (Chambolle's weight on the 0..1 "
@@ -216,7 +180,7 @@ def _denoise_one(
 ) -> dict:
     image = read_image(source, max_pixels=max_pixels)
     clean = None
-    reference_file = _reference_for(reference, source)
+    reference_file = find_reference(reference, source)
     if reference_file is not None:
         clean = read_image(reference_file, max_pixels=max_pixels).pixels
         if clean.shape != image.pixels.shape:
