@@ -330,20 +330,26 @@ def test_interrupt_leaves_only_complete_outputs(tmp_path):
     for index in range(40):
         Image.fromarray(rng.integers(0, 256, (256, 256), dtype=np.uint8)).save(batch / f"img_{index:02d}.png")
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "spmcli", "reconstruct", str(batch), "--output-dir", str(out), "--sigma", "25"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.is_dir() and any(path.suffix == ".png" for path in out.iterdir()):
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the batch finished before it could be interrupted"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr_file:  # a file, not a pipe: a full pipe could block the child
+        process = subprocess.Popen(
+            [sys.executable, "-m", "spmcli", "reconstruct", str(batch), "--output-dir", str(out), "--sigma", "25"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and process.poll() is None:
+                if out.is_dir() and any(path.suffix == ".png" for path in out.iterdir()):
+                    break
+                time.sleep(0.05)
+            assert process.poll() is None, f"the batch ended before it could be interrupted: {log.read_text()}"
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    stderr = log.read_text()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and "Error: interrupted" in stderr
     written = sorted(out.iterdir())

@@ -87,6 +87,13 @@ class Batch:
         except (SpmcliError, ValueError) as error:
             self.fail(path, error)
             return None
+        except Exception as error:  # one input's surprise must not stop a cron batch
+            self.fail(path, f"unexpected failure: {type(error).__name__}: {error} (run with -v for details)")
+            if (self.ctx.find_root().obj or {}).get("verbose"):
+                import traceback
+
+                traceback.print_exception(error)
+            return None
 
     def failure_records(self) -> list[dict[str, str]]:
         """The failures as report entries: ``{"input": path, "error": cause}``."""
