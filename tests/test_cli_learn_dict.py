@@ -154,3 +154,21 @@ def test_atoms_png_never_overwrites_an_input(runner, grey_png, tmp_path):
     assert grey_png.read_bytes() == before and not (tmp_path / "d.npz").exists()
     result = runner.invoke(cli, ["learn-dict", str(grey_png), "-o", str(tmp_path / "d.npz"), "--atoms-png", "a.gif"])
     assert result.exit_code == 2 and "image extension" in result.output
+
+
+def test_an_unexpected_failure_in_one_input_does_not_stop_the_batch(runner, image_folder, tmp_path, monkeypatch):
+    import spmcli.commands.learn_dict as learn_dict_module
+
+    real_read = learn_dict_module.read_image
+
+    def flaky_read(path, **options):
+        if path.name == "img_1.png":
+            raise RuntimeError("decoder exploded")
+        return real_read(path, **options)
+
+    monkeypatch.setattr(learn_dict_module, "read_image", flaky_read)
+    output = tmp_path / "d.npz"
+    result = runner.invoke(cli, ["learn-dict", str(image_folder), "-o", str(output), *FAST])
+    assert result.exit_code == 3
+    assert "img_1.png: unexpected failure: RuntimeError: decoder exploded" in result.stderr
+    assert load_dictionary(output).metadata["n_training_images"] == 2
