@@ -336,6 +336,9 @@ def test_interrupt_leaves_only_complete_outputs(tmp_path):
             [sys.executable, "-m", "spmcli", "reconstruct", str(batch), "--output-dir", str(out), "--sigma", "25"],
             stdout=subprocess.DEVNULL,
             stderr=stderr_file,
+            # A shell starts background jobs with SIGINT ignored, and children inherit
+            # that (CI may run us so): give the child the default, as in a terminal.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             deadline = time.monotonic() + 120
