@@ -38,6 +38,13 @@ _EXPORTS = {
     "masked_batch_omp": "omp",
     "PatchAverager": "patches",
     "PatchGrid": "patches",
+    "ksvd_denoise": "denoise",
+    "reconstruct_with_dictionary": "denoise",
+    "tv_denoise": "tv",
+    "Detector": "anomaly",
+    "DetectorSettings": "anomaly",
+    "fit_detector": "anomaly",
+    # Inpainting is spmcli.inpaint.inpaint: a package attribute of that name would clash with the module.
 }
 
 
@@ -76,4 +83,10 @@ __all__ = [
     "read_image",
     "save_dictionary",
     "write_image",
+    "ksvd_denoise",
+    "reconstruct_with_dictionary",
+    "tv_denoise",
+    "Detector",
+    "DetectorSettings",
+    "fit_detector",
 ]
