@@ -172,3 +172,11 @@ def test_an_unexpected_failure_in_one_input_does_not_stop_the_batch(runner, imag
     assert result.exit_code == 3
     assert "img_1.png: unexpected failure: RuntimeError: decoder exploded" in result.stderr
     assert load_dictionary(output).metadata["n_training_images"] == 2
+
+
+def test_detector_also_writes_the_atoms_picture(runner, image_folder, tmp_path):
+    picture = tmp_path / "atoms.png"
+    arguments = ["learn-dict", str(image_folder), "-o", str(tmp_path / "m.npz"), "--detector", "--atoms-png"]
+    result = runner.invoke(cli, [*arguments, str(picture), "--n-atoms", "16", "--iters", "1"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(picture).size[0] >= 4 * 9

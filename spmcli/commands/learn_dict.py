@@ -31,6 +31,13 @@ def _to_grey(pixels: np.ndarray) -> np.ndarray:
     return pixels[:, :, :3] @ np.array([0.299, 0.587, 0.114])
 
 
+def _save(dictionary: Dictionary, output: str, atoms_png: str | None) -> None:
+    save_dictionary(dictionary, output)
+    if atoms_png:
+        picture = atoms_mosaic(dictionary.atoms, dictionary.patch_size, dictionary.n_channels)
+        write_image(atoms_png, picture, dtype="uint8")
+
+
 def _learn_or_explain(source: str, images: list[np.ndarray], **options) -> Dictionary:
     """Learn, turning a problem with the training data itself into a user-facing error."""
     try:
@@ -164,7 +171,7 @@ def command(
             batch.finish()
             return
         dictionary.metadata["training_images"] = [path.name for path in used_paths]
-        save_dictionary(dictionary, output)
+        _save(dictionary, output, atoms_png)
         say(
             ctx,
             f"Learned a {dictionary.metadata['detector']['mode']} detector ({dictionary.n_atoms} atoms, "
@@ -198,9 +205,7 @@ def command(
             callback=report,
         )
     dictionary.metadata["training_images"] = [path.name for path in used_paths]
-    save_dictionary(dictionary, output)
-    if atoms_png:
-        write_image(atoms_png, atoms_mosaic(dictionary.atoms, patch_size, dictionary.n_channels), dtype="uint8")
+    _save(dictionary, output, atoms_png)
     history = dictionary.metadata["error_history"]
     error_text = f"; RMS error {history[-1] * 255:.2f}/255" if history else ""
     say(
