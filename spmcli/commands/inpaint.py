@@ -130,25 +130,14 @@ def command(
     targets = output_paths(paths, output, output_dir)
     batch = Batch(ctx, len(paths))
 
-    mask = None
-    if mask_path is not None:
-        mask = batch.run(mask_path, lambda: read_image(mask_path, max_pixels=max_pixels))
-        if mask is None:
-            batch.finish()
-            return
+    # Shared by every input: if one of these cannot be read, nothing can run, and the
+    # SpmcliError it raises becomes the one-line error and exit code 3.
+    mask = None if mask_path is None else read_image(mask_path, max_pixels=max_pixels)
     dictionary: Dictionary | None = None
     if dict_path is not None:
-        dictionary = batch.run(dict_path, lambda: load_dictionary(dict_path))
-        if dictionary is None:
-            batch.finish()
-            return
+        dictionary = load_dictionary(dict_path)
         patch_size = dictionary.patch_size
-    reference = None
-    if reference_path is not None:
-        reference = batch.run(reference_path, lambda: read_image(reference_path, max_pixels=max_pixels))
-        if reference is None:
-            batch.finish()
-            return
+    reference = None if reference_path is None else read_image(reference_path, max_pixels=max_pixels)
 
     records = []
     for path, target in zip(paths, targets, strict=True):
