@@ -39,6 +39,7 @@ from .dictionary import Dictionary, dct_dictionary
 from .ksvd import KSVD
 from .omp import batch_omp
 from .patches import PatchAverager, PatchGrid, add_patch_means, as_channels_last, remove_patch_means, sample_patches
+from .wiener import collaborative_wiener
 
 __all__ = [
     "DenoiseResult",
@@ -85,18 +86,21 @@ class DenoiseResult:
 
 
 def default_training_patches(image_shape: tuple[int, ...], patch_size: int = 8) -> int:
-    """K-SVD training-set size for an image: a quarter of its patch positions,
-    clipped to 15,000..40,000 (measured on Set12 at sigma 25: 12,000 patches
-    and 8 iterations cost 0.1 dB against 20,000 and 10; 40,000 and 15 gain
-    0.1 dB on 512x512 images).
+    """K-SVD training-set size for an image: an eighth of its patch positions,
+    clipped to 8,000..40,000.
+
+    Measured on Set12 at sigma 25 with the collaborative Wiener step after
+    K-SVD: 8,000 patches instead of 15,500 on the 256x256 images cost 0.03 dB
+    and save 40% of the time; 20,000 instead of 40,000 on the 512x512 images
+    cost 0.01 dB. Without the Wiener step the same cuts cost 0.1 dB.
 
     Examples
     --------
     >>> default_training_patches((256, 256)), default_training_patches((512, 512))
-    (15500, 40000)
+    (8000, 31878)
     """
     positions = (image_shape[0] - patch_size + 1) * (image_shape[1] - patch_size + 1)
-    return int(np.clip(positions // 4, 15000, 40000))
+    return int(np.clip(positions // 8, 8000, 40000))
 
 
 def max_atoms_per_patch(patch_size: int) -> int:
@@ -227,6 +231,7 @@ def ksvd_denoise(
     gain: float = DEFAULT_GAIN,
     noisy_weight: float | None = None,
     stride: int = 1,
+    wiener: bool = True,
     band_patches: int = DEFAULT_BAND_PATCHES,
     seed: int = 0,
     callback: ProgressCallback | None = None,
@@ -261,13 +266,21 @@ def ksvd_denoise(
         ``30 / (255 * noise_sigma)``, i.e. 30/sigma with sigma on 0..255.
     stride : int
         Step between coded patches in the final reconstruction.
+    wiener : bool
+        Finish with collaborative Wiener filtering (the second step of BM3D
+        [4]_, see :func:`spmcli.wiener.collaborative_wiener`), with the K-SVD
+        estimate as its pilot: similar patches are grouped and filtered
+        jointly, which a per-patch dictionary cannot do. Adds 0.28 / 0.35 /
+        0.48 dB on Set12 at sigma 15 / 25 / 50 for about 15-30% more time.
+        ``False`` gives the plain K-SVD denoiser of [1]_.
     band_patches : int
         Patches held in memory at once.
     seed : int
         Seed for the training-patch sample and K-SVD.
     callback : callable, optional
         ``callback(stage, done, total)`` with stage ``"train"`` after each
-        K-SVD iteration and ``"code"`` after each band of patches.
+        K-SVD iteration, ``"code"`` after each band of patches and
+        ``"wiener"`` after each band of the Wiener step.
 
     Returns
     -------
@@ -283,6 +296,9 @@ def ksvd_denoise(
     .. [3] R. Rubinstein, M. Zibulevsky and M. Elad, "Efficient Implementation
            of the K-SVD Algorithm using Batch Orthogonal Matching Pursuit",
            Technical Report CS-2008-08, Technion, 2008.
+    .. [4] K. Dabov, A. Foi, V. Katkovnik and K. Egiazarian, "Image Denoising
+           by Sparse 3-D Transform-Domain Collaborative Filtering", IEEE
+           Trans. Image Processing 16(8), 2007.
 
     Examples
     --------
@@ -356,6 +372,8 @@ def ksvd_denoise(
         noisy, dictionary, tol=tol, stride=stride, image_weight=noisy_weight, band_patches=band_patches,
         callback=callback,
     )  # fmt: skip
+    if wiener:
+        image = collaborative_wiener(noisy, image, noise_sigma, patch_size=patch_size, callback=callback)
     settings = {
         "patch_size": patch_size,
         "n_atoms": n_atoms,
@@ -365,6 +383,7 @@ def ksvd_denoise(
         "gain": gain,
         "noisy_weight": noisy_weight,
         "stride": stride,
+        "wiener": wiener,
         "seed": seed,
     }
     return DenoiseResult(image, dictionary, mean_atoms, settings)

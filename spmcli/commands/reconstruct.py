@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
@@ -13,6 +15,7 @@ from ..errors import SpmcliError
 from ..images import Image, read_image, to_dtype, write_image
 from ..metrics import psnr, ssim
 from ..noise import estimate_noise_sigma
+from ..wiener import collaborative_wiener
 from ._common import (
     Batch,
     SigmaType,
@@ -76,7 +79,7 @@ def _check_dictionary(dictionary: Dictionary, dict_path: str, image: Image, patc
 @click.option("--n-atoms", type=click.IntRange(1, 4096), default=256, show_default=True, help="Atoms to learn.")
 @click.option("--iters", type=click.IntRange(min=0), default=10, show_default=True, help="K-SVD iterations.")
 @click.option("--training-patches", type=click.IntRange(min=1), default=None,
-              help="Patches K-SVD learns from [default: a quarter of the positions, 15,000..40,000].")  # fmt: skip
+              help="Patches K-SVD learns from [default: an eighth of the positions, 8,000..40,000].")  # fmt: skip
 @click.option("--method", type=click.Choice(["approx", "ksvd"]), default="approx", show_default=True,
               help="Approximate K-SVD atom update (faster) or the exact rank-one SVD.")  # fmt: skip
 @click.option("--gain", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_GAIN, show_default=True,
@@ -85,6 +88,10 @@ def _check_dictionary(dictionary: Dictionary, dict_path: str, image: Image, patc
               help=f"Weight of the input in the final average [default: {LAMBDA_NUMERATOR:g}/sigma].")  # fmt: skip
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Step between coded patches (2: faster coding, about 0.4 dB worse).")  # fmt: skip
+@click.option("--wiener/--no-wiener", default=True, show_default=True,
+              help="Finish with collaborative Wiener filtering of grouped similar patches (BM3D's second "
+              "step, K-SVD estimate as pilot): +0.35 dB on Set12 at sigma 25. Applies whenever a noise sigma "
+              "is used.")  # fmt: skip
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (settings, sigma, seconds, PSNR/SSIM against --reference).")  # fmt: skip
 @click.option("--reference", type=click.Path(exists=True), default=None,
@@ -108,6 +115,7 @@ def command(
     gain: float,
     noisy_weight: float | None,
     stride: int,
+    wiener: bool,
     report_path: str | None,
     reference: str | None,
     seed: int,
@@ -119,8 +127,10 @@ def command(
     noisy image itself (K-SVD from an overcomplete DCT start), every patch is
     coded until its error matches the noise level, and the overlapping patches
     are averaged with the noisy image. Colour images are coded as joint RGB
-    patches. With --dict, every patch is coded over the given dictionary
-    (--sparsity K, or the error target set by --sigma) and the overlaps averaged.
+    patches. Similar patches of that estimate are then grouped and the noisy
+    groups Wiener-filtered (Dabov et al. 2007; --no-wiener skips it). With
+    --dict, every patch is coded over the given dictionary (--sparsity K, or the
+    error target set by --sigma) and the overlaps averaged.
     Outputs keep each input's dtype, channels and alpha.
     """
     paths = expand_images(images)
@@ -150,7 +160,7 @@ def command(
             path,
             lambda path=path, target=target: _process(
                 ctx, path, target, dictionary, dict_path, sigma, sigma_explicit, sparsity, patch_size, n_atoms,
-                iters, training_patches, method, gain, noisy_weight, stride,
+                iters, training_patches, method, gain, noisy_weight, stride, wiener,
                 find_reference(reference, path), seed, max_pixels,
             ),
         )  # fmt: skip
@@ -161,6 +171,37 @@ def command(
             report_path, {"command": "reconstruct", "images": records, "failures": batch.failure_records()}
         )
     batch.finish()
+
+
+class _StageBars:
+    """One tqdm bar per stage reported by the core's callback (K-SVD
+    iterations, coding, Wiener filtering), each closed when the next starts."""
+
+    _LABELS: ClassVar[dict[str, tuple[str, str]]] = {
+        "train": ("K-SVD", "iter"),
+        "code": ("coding", "patch"),
+        "wiener": ("Wiener", "band"),
+    }
+
+    def __init__(self, ctx: click.Context, name: str) -> None:
+        self.ctx, self.name, self.stage, self.bar = ctx, name, None, None
+
+    def __enter__(self) -> Callable[[str, int, int], None]:
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            label, unit = self._LABELS.get(stage, (stage, "it"))
+            self.stage, self.bar = stage, progress_bar(self.ctx, total, f"{label} {self.name}", unit=unit)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _process(
@@ -180,6 +221,7 @@ def _process(
     gain: float,
     noisy_weight: float | None,
     stride: int,
+    wiener: bool,
     reference_path: Path | None,
     seed: int,
     max_pixels: int,
@@ -222,39 +264,28 @@ def _process(
         # Nothing to remove: a noise-free image is its own best estimate.
         result, settings, mean_atoms = image.pixels, {"note": "sigma is 0: image copied unchanged"}, 0.0
     elif dictionary is None:
-        with progress_bar(ctx, iters, f"K-SVD {path.name}", unit="iter") as train_bar:
-            bars = {"train": train_bar}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage == "code" and "code" not in bars:
-                    bars["train"].close()
-                    bars["code"] = progress_bar(ctx, total, f"coding {path.name}", unit="patch")
-                bar = bars[stage]
-                bar.update(done - bar.n)
-
+        with _StageBars(ctx, path.name) as progress:
             denoised = ksvd_denoise(
                 image.pixels, sigma_unit, patch_size=patch_size, n_atoms=n_atoms, n_iterations=iters,
                 training_patches=training_patches, method="exact" if method == "ksvd" else method, gain=gain,
-                noisy_weight=noisy_weight, stride=stride, seed=seed, callback=progress,
+                noisy_weight=noisy_weight, stride=stride, wiener=wiener, seed=seed, callback=progress,
             )  # fmt: skip
-            if "code" in bars:
-                bars["code"].close()
         result, settings, mean_atoms = denoised.image, denoised.settings, denoised.mean_atoms
     else:
         tol = None if sigma_unit is None else error_target(sigma_unit, dictionary.n_features, gain)
         weight = 0.0
         if sigma_unit is not None:
             weight = noisy_weight if noisy_weight is not None else LAMBDA_NUMERATOR / (255.0 * sigma_unit)
-        with progress_bar(ctx, None, f"coding {path.name}", unit="patch") as bar:
-
-            def progress(stage: str, done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
+        apply_wiener = wiener and sigma_unit is not None
+        with _StageBars(ctx, path.name) as progress:
             result, mean_atoms = reconstruct_with_dictionary(
                 image.pixels, dictionary, sparsity=sparsity, tol=tol, stride=stride, image_weight=weight,
                 callback=progress,
             )  # fmt: skip
+            if apply_wiener:
+                result = collaborative_wiener(
+                    image.pixels, result, sigma_unit, patch_size=dictionary.patch_size, callback=progress
+                )
         settings = {
             "dictionary": str(dict_path),
             "patch_size": dictionary.patch_size,
@@ -263,6 +294,7 @@ def _process(
             "gain": gain if tol is not None else None,
             "noisy_weight": weight,
             "stride": stride,
+            "wiener": apply_wiener,
         }
     written = write_image(target, result, dtype=image.dtype, alpha=image.alpha)
     seconds = time.perf_counter() - started

@@ -1,0 +1,88 @@
+"""Tests for collaborative Wiener filtering (spmcli.wiener)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from spmcli.denoise import ksvd_denoise
+from spmcli.metrics import psnr
+from spmcli.wiener import collaborative_wiener
+
+
+def periodic_texture(size: int = 64) -> np.ndarray:
+    """A random 4x4 tile repeated: every patch has exact twins 4 pixels away."""
+    tile = np.random.default_rng(0).uniform(0.2, 0.8, (4, 4))
+    return np.tile(tile, (size // 4, size // 4))
+
+
+def test_oracle_pilot_removes_most_of_the_noise():
+    clean = periodic_texture()
+    noisy = clean + np.random.default_rng(1).normal(0, 0.1, clean.shape)
+    filtered = collaborative_wiener(noisy, clean, 0.1)
+    assert filtered.shape == clean.shape
+    # Averaging 8 exact twins alone divides the noise variance by 8 (+9 dB).
+    assert psnr(clean, filtered) > psnr(clean, noisy) + 9.0
+
+
+def test_improves_a_ksvd_pilot_on_a_natural_image():
+    clean = data.camera()[::2, ::2][:128, :128] / 255.0
+    noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)
+    settings = {"n_atoms": 64, "n_iterations": 4, "training_patches": 3000, "seed": 0}
+    plain = ksvd_denoise(noisy, 25 / 255, wiener=False, **settings)
+    with_wiener = ksvd_denoise(noisy, 25 / 255, **settings)
+    assert with_wiener.settings["wiener"] is True
+    assert psnr(clean, with_wiener.image) > psnr(clean, plain.image) + 0.2
+
+
+def test_colour_image_is_filtered_jointly_and_helps():
+    clean = data.astronaut()[:96, 150:246] / 255.0
+    noisy = clean + np.random.default_rng(3).normal(0, 25 / 255, clean.shape)
+    settings = {"n_atoms": 64, "n_iterations": 3, "training_patches": 3000, "seed": 0}
+    plain = ksvd_denoise(noisy, 25 / 255, wiener=False, **settings)
+    filtered = collaborative_wiener(noisy, plain.image, 25 / 255)
+    assert filtered.shape == clean.shape
+    assert psnr(clean, filtered) > psnr(clean, plain.image) + 0.3
+
+
+def test_bands_give_the_same_result():
+    clean = data.camera()[:80, :90] / 255.0
+    noisy = clean + np.random.default_rng(0).normal(0, 0.1, clean.shape)
+    whole = collaborative_wiener(noisy, clean, 0.1)
+    banded = collaborative_wiener(noisy, clean, 0.1, band_references=40)
+    np.testing.assert_allclose(banded, whole, atol=1e-6)
+
+
+def test_noise_free_flat_image_is_unchanged():
+    # The group mean passes unshrunk, so even a dark flat image keeps its level.
+    for level in (0.02, 0.5):
+        flat = np.full((40, 40), level)
+        np.testing.assert_allclose(collaborative_wiener(flat, flat, 25 / 255), flat, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 13), (11, 8), (9, 9, 3)])
+def test_tiny_images_have_too_few_neighbours_but_work(shape):
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 1, shape)
+    filtered = collaborative_wiener(clean + rng.normal(0, 0.05, shape), clean, 0.05)
+    assert filtered.shape == shape
+    assert np.all(np.isfinite(filtered))
+
+
+def test_bad_arguments_are_refused():
+    image = np.zeros((16, 16))
+    with pytest.raises(ValueError, match="differ in shape"):
+        collaborative_wiener(image, np.zeros((16, 17)), 0.1)
+    with pytest.raises(ValueError, match="positive"):
+        collaborative_wiener(image, image, 0.0)
+    with pytest.raises(ValueError, match="group_size"):
+        collaborative_wiener(image, image, 0.1, group_size=50, search_radius=2)
+    with pytest.raises(ValueError, match="smaller than"):
+        collaborative_wiener(np.zeros((5, 20)), np.zeros((5, 20)), 0.1)
+
+
+def test_a_vanishing_sigma_leaves_the_image_alone():
+    # sigma estimated as ~0 on a flat image must not turn into 0/0.
+    flat = np.full((24, 24), 0.5)
+    np.testing.assert_allclose(collaborative_wiener(flat, flat, 1e-30), flat, atol=1e-6)
