@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from skimage.restoration import estimate_sigma
 
 __all__ = ["MIN_ESTIMATION_SIDE", "estimate_noise_sigma"]
 
@@ -44,6 +43,10 @@ def estimate_noise_sigma(pixels: np.ndarray) -> float:
             f"image is {width} x {height} pixels, too small to estimate its noise level "
             f"(needs {MIN_ESTIMATION_SIDE} a side); give the noise level with --sigma"
         )
+    # Imported here: skimage.restoration pulls in scipy.stats (0.8 s), which
+    # a command given --sigma should not pay for at start-up.
+    from skimage.restoration import estimate_sigma
+
     channel_axis = -1 if pixels.ndim == 3 else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -38,7 +38,6 @@ from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.fft import dct
 
 from .dictionary import dct_dictionary
 from .patches import as_channels_last
@@ -68,11 +67,34 @@ def _grid_axis(length: int, patch_size: int, stride: int) -> np.ndarray:
     return starts
 
 
+def _dct_basis(size: int) -> np.ndarray:
+    """Orthonormal 1-D DCT-II basis, one basis vector per row."""
+    frequencies = np.arange(size)[:, None]
+    basis = np.cos(np.pi * (2 * np.arange(size)[None, :] + 1) * frequencies / (2 * size)) * np.sqrt(2 / size)
+    basis[0] /= np.sqrt(2)
+    return basis
+
+
 def _box_sums(values: np.ndarray, size: int) -> np.ndarray:
     """Sum of every ``size`` x ``size`` window of ``values`` ("valid" positions)."""
     total = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
     np.cumsum(np.cumsum(values, axis=0, dtype=np.float64), axis=1, out=total[1:, 1:])
     return total[size:, size:] - total[:-size, size:] - total[size:, :-size] + total[:-size, :-size]
+
+
+def _box_sums_float32(values: np.ndarray, size: int) -> np.ndarray:
+    """:func:`_box_sums` one axis at a time in float32: 2.5x faster, which
+    matters in the search (run for every displacement); the relative error,
+    about 1e-5, cannot reorder distances that differ by noise."""
+    rows = np.cumsum(values, axis=0, dtype=np.float32)
+    vertical = np.empty((values.shape[0] - size + 1, values.shape[1]), dtype=np.float32)
+    vertical[0] = rows[size - 1]
+    np.subtract(rows[size:], rows[:-size], out=vertical[1:])
+    columns = np.cumsum(vertical, axis=1)
+    sums = np.empty((vertical.shape[0], values.shape[1] - size + 1), dtype=np.float32)
+    sums[:, 0] = columns[:, size - 1]
+    np.subtract(columns[:, size:], columns[:, :-size], out=sums[:, 1:])
+    return sums
 
 
 def _match(guide: np.ndarray, ref_rows: np.ndarray, ref_cols: np.ndarray, patch_size: int, radius: int, k: int):
@@ -93,7 +115,10 @@ def _match(guide: np.ndarray, ref_rows: np.ndarray, ref_cols: np.ndarray, patch_
         x_shift = max(0, -dx)
         # diff[i, c] compares guide[i, c + x_shift] with guide[i + dy, c + x_shift + dx].
         diff = guide[: height - dy, x_shift : width - max(0, dx)] - guide[dy:, x_shift + dx : width - max(0, dx) + dx]
-        sums = _box_sums(diff * diff, patch_size)
+        if min(diff.shape) < patch_size:
+            continue  # no pair of whole patches this far apart fits in the image
+        diff *= diff
+        sums = _box_sums_float32(diff, patch_size)
         for column, (rows, cols) in (
             (j, (ref_rows, ref_cols - x_shift)),
             (j + n_half, (ref_rows - dy, ref_cols - dx - x_shift)),
@@ -135,7 +160,7 @@ def _filter_band(
     member_index = member_index.reshape(positions.shape)
     unique_rows, unique_cols = np.divmod(unique_positions, positions_per_row)
     patch_basis = dct_dictionary(patch_size, patch_size * patch_size, 1).astype(np.float32)
-    group_basis = dct(np.eye(group_size), norm="ortho", axis=0).astype(np.float32)
+    group_basis = _dct_basis(group_size).astype(np.float32)
     n_values = patch_size * patch_size
     n_groups = ref_rows.size
     # Members sharing a position are summed before the overlap-add.
@@ -169,9 +194,11 @@ def _filter_band(
             position_weight = np.bincount(
                 positions.ravel(), weights=np.tile(group_weight, group_size), minlength=positions_per_row * n_rows
             )
-        estimate = (group_basis.T @ noisy_groups).reshape(-1, n_values) @ patch_basis
-        estimate = estimate.reshape(group_size, n_groups, n_values) * group_weight[None, :, None].astype(np.float32)
-        sums = np.add.reduceat(estimate.reshape(-1, n_values)[order], starts, axis=0)
+        # Aggregation is linear, so the weighted members are summed per
+        # position in the DCT domain and only the sums are transformed back.
+        estimate = (group_basis.T @ noisy_groups).reshape(group_size, n_groups, n_values)
+        estimate *= group_weight[None, :, None].astype(np.float32)
+        sums = np.add.reduceat(estimate.reshape(-1, n_values)[order], starts, axis=0) @ patch_basis
         per_position = np.zeros((n_rows * positions_per_row, n_values), dtype=np.float32)
         per_position[unique_positions] = sums
         per_position = per_position.reshape(n_rows, positions_per_row, patch_size, patch_size)
