@@ -13,10 +13,11 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from skimage.restoration import denoise_tv_chambolle
 
-from spmcli import tv
+from spmcli import tv, tv_sure
 from spmcli.cli import cli
 from spmcli.images import read_image
 from spmcli.metrics import psnr
+from spmcli.noise import pca_noise_sigma
 
 
 def piecewise_constant(size: int = 64) -> np.ndarray:
@@ -94,6 +95,56 @@ def test_signal_gradient_rms_removes_the_noise_part():
     assert tv.signal_gradient_rms(noisy_version(flat, 0.1), 0.1) < 0.02
     ramp = np.tile(np.linspace(0, 1, 128), (128, 1))  # gradient 1/127 per pixel along columns
     assert tv.signal_gradient_rms(ramp, 0.0) == pytest.approx(1 / 127, rel=1e-6)
+
+
+def stripes(size: int = 128, period: int = 4) -> np.ndarray:
+    """Fine vertical stripes (texture TV over-smooths) on a mid-grey background."""
+    columns = np.arange(size)
+    return np.tile(0.5 + 0.2 * np.sin(2 * np.pi * columns / period), (size, 1))
+
+
+def test_pca_noise_sigma_reads_the_noise_not_the_texture():
+    for clean in (np.full((256, 256), 0.5), stripes(256), piecewise_constant(256)):
+        assert pca_noise_sigma(noisy_version(clean, 0.05)) == pytest.approx(0.05, rel=0.05)
+    colour = np.stack([noisy_version(piecewise_constant(256), 0.04, seed) for seed in range(3)], axis=-1)
+    assert pca_noise_sigma(colour) == pytest.approx(0.04, rel=0.05)
+    assert pca_noise_sigma(np.zeros((64, 64))) is None  # too few patches
+
+
+def test_sure_risk_tracks_the_true_error():
+    clean = piecewise_constant(256)
+    noisy = noisy_version(clean, 0.1, seed=3)
+    true_errors, risks = [], []
+    for weight in (0.02, 0.08, 0.3):
+        true_errors.append(
+            np.mean((tv_sure._fixed_chambolle(noisy, weight, True, tv_sure.SURE_ITERATIONS) - clean) ** 2)
+        )
+        risks.append(tv_sure.sure_risk(noisy, weight, 0.1))
+    # Unbiased up to its own spread (about sigma^2 * sqrt(2 / pixels) = 6e-5 here), and ranks the weights alike.
+    np.testing.assert_allclose(risks, true_errors, atol=2e-4)
+    assert np.argmin(risks) == np.argmin(true_errors)
+
+
+def test_refine_weight_steps_down_on_texture_only():
+    # Stripes under an over-large weight: the smaller candidate is better, and SURE sees it.
+    textured = noisy_version(stripes(384), 0.05)
+    assert tv_sure.refine_weight(textured, 0.1, 0.05) == pytest.approx(tv_sure.SURE_STEP * 0.1)
+    # A cartoon image at a weight below its best: the rule's weight stays.
+    cartoon = noisy_version(piecewise_constant(384), 0.1)
+    assert tv_sure.refine_weight(cartoon, 0.06, 0.1) == 0.06
+    assert tv_sure.refine_weight(cartoon, 0.06, 0.0) == 0.06  # no noise: nothing to estimate
+    # Skipped where detail is below the noise, and on images too small to estimate from.
+    assert tv_sure.refine_weight(textured, 0.1, 0.05, detail_ratio=0.1) == 0.1
+    assert tv_sure.refine_weight(textured[:256, :256], 0.1, 0.05) == 0.1
+
+
+def test_auto_weight_reports_the_rule_and_can_skip_the_check():
+    textured = noisy_version(stripes(256), 0.05)
+    checked = tv.tv_denoise(textured)
+    rule_only = tv.tv_denoise(textured, refine=False)
+    assert checked.rule_weight == rule_only.rule_weight == rule_only.weight
+    assert checked.weight in (checked.rule_weight, pytest.approx(tv_sure.SURE_STEP * checked.rule_weight))
+    assert tv.tv_denoise(textured, 0.05).rule_weight is None
 
 
 def test_given_sigma_is_used_and_zero_sigma_changes_nothing():
