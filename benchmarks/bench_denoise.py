@@ -117,11 +117,8 @@ def denoise_spmimage(noisy: np.ndarray, sigma: float) -> np.ndarray:
 
 def run_cli_uint8(noisy_png: Path, output: Path, sigma255: float) -> float:
     """Seconds for the whole ``python -m spmcli reconstruct`` process."""
-    command = [sys.executable, "-m", "spmcli", "-q", "reconstruct", str(noisy_png), "-o", str(output),
-               "--sigma", f"{sigma255:g}"]  # fmt: skip
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - started
+    return timed_process([sys.executable, "-m", "spmcli", "-q", "reconstruct", str(noisy_png), "-o", str(output),
+                          "--sigma", f"{sigma255:g}"])  # fmt: skip
 
 
 # The smallest whole program a bm3d user would run on a PNG: read, denoise, write.
@@ -138,7 +135,11 @@ iio.imwrite(sys.argv[2], np.clip(np.round(denoised * 255), 0, 255).astype(np.uin
 
 def run_bm3d_process_uint8(noisy_png: Path, output: Path, sigma255: float) -> float:
     """Seconds for a whole Python process running bm3d on the PNG (read and write included)."""
-    command = [sys.executable, "-c", BM3D_PROCESS, str(noisy_png), str(output), f"{sigma255:g}"]
+    return timed_process([sys.executable, "-c", BM3D_PROCESS, str(noisy_png), str(output), f"{sigma255:g}"])
+
+
+def timed_process(command: list[str]) -> float:
+    """Wall-clock seconds of a whole child process, start-up included."""
     started = time.perf_counter()
     subprocess.run(command, check=True)
     return time.perf_counter() - started

@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.restoration import denoise_tv_chambolle
 
-from .tv import vectorial_tv_chambolle
+from .tv import chambolle
 
 __all__ = ["refine_weight", "sure_check_applies", "sure_risk", "sure_risks"]
 
@@ -81,13 +80,9 @@ def _fixed_chambolle(pixels: np.ndarray, weight: float, joint_channels: bool, it
     probe and the plain input; a stopping rule could end the two runs at
     different steps and swamp their tiny difference.
     """
-    single = pixels.astype(np.float32)
-    if pixels.ndim == 3 and pixels.shape[2] > 1 and joint_channels:
-        weight *= float(np.sqrt(pixels.shape[2]))
-        return vectorial_tv_chambolle(single, weight, eps=0.0, max_num_iter=iterations)[0].astype(np.float64)
-    channel_axis = -1 if pixels.ndim == 3 else None
-    denoised = denoise_tv_chambolle(single, weight=weight, eps=0.0, max_num_iter=iterations, channel_axis=channel_axis)
-    return denoised.astype(np.float64)
+    return chambolle(pixels, weight, joint_channels=joint_channels, eps=0.0, max_iterations=iterations)[0].astype(
+        np.float64
+    )
 
 
 def sure_risks(

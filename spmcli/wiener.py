@@ -39,8 +39,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .dictionary import dct_dictionary
-from .patches import as_channels_last
+from .dictionary import _dct_1d, dct_dictionary
+from .patches import as_channels_last, grid_axis
 
 __all__ = ["collaborative_wiener", "OPPONENT_COLOURS"]
 
@@ -59,39 +59,17 @@ OPPONENT_COLOURS = np.array(
 DEFAULT_BAND_REFERENCES = 4096
 
 
-def _grid_axis(length: int, patch_size: int, stride: int) -> np.ndarray:
-    """Patch starts every ``stride`` pixels, the last one always on the border."""
-    starts = np.arange(0, length - patch_size + 1, stride)
-    if starts[-1] != length - patch_size:
-        starts = np.append(starts, length - patch_size)
-    return starts
-
-
-def _dct_basis(size: int) -> np.ndarray:
-    """Orthonormal 1-D DCT-II basis, one basis vector per row."""
-    frequencies = np.arange(size)[:, None]
-    basis = np.cos(np.pi * (2 * np.arange(size)[None, :] + 1) * frequencies / (2 * size)) * np.sqrt(2 / size)
-    basis[0] /= np.sqrt(2)
-    return basis
-
-
-def _box_sums(values: np.ndarray, size: int) -> np.ndarray:
-    """Sum of every ``size`` x ``size`` window of ``values`` ("valid" positions)."""
-    total = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
-    np.cumsum(np.cumsum(values, axis=0, dtype=np.float64), axis=1, out=total[1:, 1:])
-    return total[size:, size:] - total[:-size, size:] - total[size:, :-size] + total[:-size, :-size]
-
-
-def _box_sums_float32(values: np.ndarray, size: int) -> np.ndarray:
-    """:func:`_box_sums` one axis at a time in float32: 2.5x faster, which
-    matters in the search (run for every displacement); the relative error,
-    about 1e-5, cannot reorder distances that differ by noise."""
-    rows = np.cumsum(values, axis=0, dtype=np.float32)
-    vertical = np.empty((values.shape[0] - size + 1, values.shape[1]), dtype=np.float32)
+def _box_sums(values: np.ndarray, size: int, dtype: type = np.float64) -> np.ndarray:
+    """Sum of every ``size`` x ``size`` window of ``values`` ("valid" positions),
+    one axis at a time. The search runs it in float32 (2.5x faster than
+    float64, for every displacement): the relative error, about 1e-5, cannot
+    reorder distances that differ by noise."""
+    rows = np.cumsum(values, axis=0, dtype=dtype)
+    vertical = np.empty((values.shape[0] - size + 1, values.shape[1]), dtype=dtype)
     vertical[0] = rows[size - 1]
     np.subtract(rows[size:], rows[:-size], out=vertical[1:])
     columns = np.cumsum(vertical, axis=1)
-    sums = np.empty((vertical.shape[0], values.shape[1] - size + 1), dtype=np.float32)
+    sums = np.empty((vertical.shape[0], values.shape[1] - size + 1), dtype=dtype)
     sums[:, 0] = columns[:, size - 1]
     np.subtract(columns[:, size:], columns[:, :-size], out=sums[:, 1:])
     return sums
@@ -118,7 +96,7 @@ def _match(guide: np.ndarray, ref_rows: np.ndarray, ref_cols: np.ndarray, patch_
         if min(diff.shape) < patch_size:
             continue  # no pair of whole patches this far apart fits in the image
         diff *= diff
-        sums = _box_sums_float32(diff, patch_size)
+        sums = _box_sums(diff, patch_size, np.float32)
         for column, (rows, cols) in (
             (j, (ref_rows, ref_cols - x_shift)),
             (j + n_half, (ref_rows - dy, ref_cols - dx - x_shift)),
@@ -140,17 +118,20 @@ def _filter_band(
     ref_cols: np.ndarray,
     noise_variance: float,
     patch_size: int,
+    patch_basis: np.ndarray,
+    group_basis: np.ndarray,
     radius: int,
-    group_size: int,
     numerator: np.ndarray,
     denominator: np.ndarray,
 ) -> None:
     """Filter the groups of one band of reference patches and accumulate them.
 
     ``noisy``, ``pilot`` (H, W, C) and ``guide`` (H, W) are the band's slab of
-    rows; ``numerator`` and ``denominator`` are the slab's accumulators.
+    rows; ``numerator`` and ``denominator`` are views of the image's
+    accumulators on those rows, added to in place.
     """
     height, width, n_channels = noisy.shape
+    group_size = group_basis.shape[0]
     positions_per_row = width - patch_size + 1
     group_rows, group_cols = _match(guide, ref_rows, ref_cols, patch_size, radius, group_size)
     # Work group-member-major, shape (group_size, n_groups, ...): the transform
@@ -159,8 +140,6 @@ def _filter_band(
     unique_positions, member_index = np.unique(positions, return_inverse=True)
     member_index = member_index.reshape(positions.shape)
     unique_rows, unique_cols = np.divmod(unique_positions, positions_per_row)
-    patch_basis = dct_dictionary(patch_size, patch_size * patch_size, 1).astype(np.float32)
-    group_basis = _dct_basis(group_size).astype(np.float32)
     n_values = patch_size * patch_size
     n_groups = ref_rows.size
     # Members sharing a position are summed before the overlap-add.
@@ -298,9 +277,12 @@ def collaborative_wiener(
     pilot_pixels = pilot_pixels.astype(np.float32)
     guide = guide.astype(np.float32)
 
-    ref_rows_axis = _grid_axis(height, patch_size, reference_stride)
-    ref_cols_axis = _grid_axis(width, patch_size, reference_stride)
+    ref_rows_axis = grid_axis(height, patch_size, reference_stride)
+    ref_cols_axis = grid_axis(width, patch_size, reference_stride)
     rows_per_band = max(1, band_references // ref_cols_axis.size)
+    patch_basis = dct_dictionary(patch_size, patch_size * patch_size, 1).astype(np.float32)
+    # The complete 1-D DCT-II: an orthonormal basis across each group (rows).
+    group_basis = _dct_1d(group_size, group_size).T.astype(np.float32)
     numerator = np.zeros((height, width, n_channels))
     denominator = np.zeros((height, width))
     for start in range(0, ref_rows_axis.size, rows_per_band):
@@ -309,14 +291,11 @@ def collaborative_wiener(
         bottom = min(height, int(band_rows[-1]) + search_radius + patch_size)
         ref_rows = np.repeat(band_rows - top, ref_cols_axis.size)
         ref_cols = np.tile(ref_cols_axis, band_rows.size)
-        slab_numerator = np.zeros((bottom - top, width, n_channels))
-        slab_denominator = np.zeros((bottom - top, width))
         _filter_band(
             noisy_pixels[top:bottom], pilot_pixels[top:bottom], guide[top:bottom], ref_rows, ref_cols,
-            noise_sigma**2, patch_size, search_radius, group_size, slab_numerator, slab_denominator,
+            noise_sigma**2, patch_size, patch_basis, group_basis, search_radius,
+            numerator[top:bottom], denominator[top:bottom],
         )  # fmt: skip
-        numerator[top:bottom] += slab_numerator
-        denominator[top:bottom] += slab_denominator
         if callback is not None:
             callback("wiener", min(start + rows_per_band, ref_rows_axis.size), ref_rows_axis.size)
     filtered = numerator / denominator[:, :, None]
