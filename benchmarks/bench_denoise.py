@@ -40,10 +40,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from spmcli.denoise import ksvd_denoise
-from spmcli.images import read_image, write_image
+from spmcli.io.images import read_image, write_image
 from spmcli.metrics import psnr, ssim
-from spmcli.noise import estimate_noise_sigma
+from spmcli.restoration.denoising import ksvd_denoise
+from spmcli.restoration.noise import estimate_noise_sigma
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALL_METHODS = ("spmcli", "spmcli-ksvd-only", "bm3d", "tv", "wavelet", "nlm", "spmimage")

@@ -29,8 +29,8 @@ import numpy as np
 from skimage import data
 from threadpoolctl import threadpool_limits
 
-from spmcli.denoise import ksvd_denoise
 from spmcli.metrics import psnr
+from spmcli.restoration.denoising import ksvd_denoise
 
 IMAGES = {
     "astronaut": lambda: data.astronaut(),

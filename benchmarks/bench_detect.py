@@ -10,7 +10,7 @@ learn (including calibration) and milliseconds per image to detect (wall
 clock, and the process's CPU time, which a busy shared machine inflates less).
 
 The spmcli rows go through the same functions the CLI calls
-(:func:`spmcli.anomaly.fit_detector`, :meth:`spmcli.anomaly.Detector.score`).
+(:func:`spmcli.inspection.detector.fit_detector`, :meth:`spmcli.inspection.detector.Detector.score`).
 Images are read from the ``elpv-dataset`` package's data folder.
 
 Usage::
@@ -38,8 +38,8 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from spmcli.anomaly import DetectorSettings, fit_detector
-from spmcli.images import read_image
+from spmcli.inspection.detector import DetectorSettings, fit_detector
+from spmcli.io.images import read_image
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from threadpoolctl import threadpool_limits
 
-from spmcli.inpaint import inpaint
+from spmcli.restoration.inpainting import inpaint
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MASKS = ("random50", "random80", "scribble")

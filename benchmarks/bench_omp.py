@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 from sklearn.linear_model import orthogonal_mp_gram  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from spmcli.dictionary import dct_dictionary  # noqa: E402
-from spmcli.images import read_image  # noqa: E402
-from spmcli.omp import batch_omp  # noqa: E402
+from spmcli.io.images import read_image  # noqa: E402
+from spmcli.sparse.dictionary import dct_dictionary  # noqa: E402
+from spmcli.sparse.omp import batch_omp  # noqa: E402
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[1] / "sample_images" / "camera.png"
 

@@ -12,7 +12,7 @@ honest figure), and the held-out rule without the check; a weight
 proportional to the estimated sigma fitted at sigma 25; scikit-image's default
 weight; the held-out loss against the best weight (mean and worst image); split
 Bregman through spmcli's weight conversion and with scikit-image's default; and
-the seconds per image of ``spmcli.tv.tv_denoise`` (auto weight, noise estimate
+the seconds per image of ``spmcli.restoration.total_variation.tv_denoise`` (auto weight, noise estimate
 and SURE check included) against a direct ``skimage.restoration.denoise_tv_chambolle`` call on
 the float64 image with the same weight (median of repeats, same run, one BLAS
 thread). A second table checks the shipped rule on 256x256 crops of twelve
@@ -42,10 +42,11 @@ from skimage import color, data
 from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 from threadpoolctl import threadpool_limits
 
-from spmcli import tv, tv_sure
-from spmcli.images import read_image
+from spmcli.io.images import read_image
 from spmcli.metrics import psnr
-from spmcli.noise import estimate_noise_sigma, pca_noise_sigma
+from spmcli.restoration import total_variation as tv
+from spmcli.restoration import tv_solvers, tv_sure
+from spmcli.restoration.noise import estimate_noise_sigma, pca_noise_sigma
 
 SIGMAS = (15, 25, 50)
 FIT_SIGMAS = (10, 15, 20, 25, 30, 40, 50, 60)
@@ -67,7 +68,7 @@ FIT_IMAGES = (
 
 def chambolle(noisy: np.ndarray, weight: float) -> np.ndarray:
     # As spmcli runs it: float32 (2-3x faster than float64, the same PSNR to 0.001 dB), spmcli's tolerance.
-    return denoise_tv_chambolle(noisy.astype(np.float32), weight=weight, eps=tv.CHAMBOLLE_EPS)
+    return denoise_tv_chambolle(noisy.astype(np.float32), weight=weight, eps=tv_solvers.CHAMBOLLE_EPS)
 
 
 def bregman_inverse(noisy: np.ndarray, weight: float) -> np.ndarray:
@@ -176,7 +177,7 @@ def measure_bregman_factor() -> None:
     quartiles = np.percentile(factors, [25, 50, 75])
     print(
         f"BREGMAN_FACTOR = {quartiles[1]:.3f} (median of {len(factors)}; quartiles {quartiles[0]:.3f}, "
-        f"{quartiles[2]:.3f}; shipped {tv.BREGMAN_FACTOR})"
+        f"{quartiles[2]:.3f}; shipped {tv_solvers.BREGMAN_FACTOR})"
     )
 
 

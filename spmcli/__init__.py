@@ -1,7 +1,18 @@
 """spmcli: sparse modeling for folders of images.
 
-The numeric core is importable as a library; the command line calls the same
-functions::
+The package is layered; the folder listing is the map, and imports run
+downward only:
+
+- :mod:`spmcli.cli`, :mod:`spmcli.commands`: the command line (Click);
+- :mod:`spmcli.restoration`: denoising (K-SVD, collaborative Wiener),
+  inpainting, total variation, noise estimates;
+  :mod:`spmcli.inspection`: the defect detector and its reports;
+- :mod:`spmcli.sparse`: batch OMP, K-SVD, dictionaries, patches, learning;
+- :mod:`spmcli.io`: images and atomic writes;
+- :mod:`spmcli.errors`, :mod:`spmcli.metrics`: errors and quality measures.
+
+The most used names are re-exported here, flat; every subpackage is an
+attribute after a plain ``import spmcli``, loaded on first use::
 
     >>> import numpy as np
     >>> import spmcli
@@ -9,86 +20,48 @@ functions::
     >>> codes = spmcli.batch_omp(np.zeros((3, 64)), atoms, sparsity=4)
     >>> codes.n_nonzero.tolist()
     [0, 0, 0]
+    >>> spmcli.restoration.tv_denoise is spmcli.tv_denoise
+    True
 """
 
-from importlib import import_module
-
+from ._lazy import lazy_attributes
 from ._version import __version__
 
-# Public names and the module each lives in. Loaded on first use (PEP 562), so
-# the command line starts fast and pays only for what a command needs.
+# Public name -> module that defines it (relative to spmcli).
 _EXPORTS = {
-    "Dictionary": "dictionary",
-    "atoms_mosaic": "dictionary",
-    "dct_dictionary": "dictionary",
-    "load_dictionary": "dictionary",
-    "save_dictionary": "dictionary",
     "DictionaryFormatError": "errors",
     "ImageReadError": "errors",
     "ImageWriteError": "errors",
     "SpmcliError": "errors",
-    "Image": "images",
-    "find_images": "images",
-    "read_image": "images",
-    "write_image": "images",
-    "KSVD": "ksvd",
-    "learn_dictionary": "learn",
-    "SparseCodes": "omp",
-    "batch_omp": "omp",
-    "masked_batch_omp": "omp",
-    "PatchAverager": "patches",
-    "PatchGrid": "patches",
-    "ksvd_denoise": "denoise",
-    "reconstruct_with_dictionary": "denoise",
-    "collaborative_wiener": "wiener",
-    "tv_denoise": "tv",
-    "Detector": "anomaly",
-    "DetectorSettings": "anomaly",
-    "fit_detector": "anomaly",
-    # Inpainting is spmcli.inpaint.inpaint: a package attribute of that name would clash with the module.
+    "Image": "io.images",
+    "find_images": "io.images",
+    "read_image": "io.images",
+    "write_image": "io.images",
+    "SparseCodes": "sparse.omp",
+    "batch_omp": "sparse.omp",
+    "masked_batch_omp": "sparse.omp",
+    "KSVD": "sparse.ksvd",
+    "Dictionary": "sparse.dictionary",
+    "atoms_mosaic": "sparse.dictionary",
+    "dct_dictionary": "sparse.dictionary",
+    "load_dictionary": "sparse.dictionary",
+    "save_dictionary": "sparse.dictionary",
+    "PatchAverager": "sparse.patches",
+    "PatchGrid": "sparse.patches",
+    "learn_dictionary": "sparse.learning",
+    "ksvd_denoise": "restoration.denoising",
+    "reconstruct_with_dictionary": "restoration.denoising",
+    "collaborative_wiener": "restoration.wiener",
+    "inpaint": "restoration.inpainting",
+    "tv_denoise": "restoration.total_variation",
+    "estimate_noise_sigma": "restoration.noise",
+    "Detector": "inspection.detector",
+    "DetectorSettings": "inspection.detector",
+    "fit_detector": "inspection.detector",
+    "psnr": "metrics",
+    "ssim": "metrics",
 }
+_SUBPACKAGES = ("io", "sparse", "restoration", "inspection", "errors", "metrics")
 
-
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'spmcli' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = [
-    "KSVD",
-    "Dictionary",
-    "DictionaryFormatError",
-    "Image",
-    "ImageReadError",
-    "ImageWriteError",
-    "PatchAverager",
-    "PatchGrid",
-    "SparseCodes",
-    "SpmcliError",
-    "__version__",
-    "atoms_mosaic",
-    "batch_omp",
-    "dct_dictionary",
-    "find_images",
-    "learn_dictionary",
-    "load_dictionary",
-    "masked_batch_omp",
-    "read_image",
-    "save_dictionary",
-    "write_image",
-    "ksvd_denoise",
-    "reconstruct_with_dictionary",
-    "collaborative_wiener",
-    "tv_denoise",
-    "Detector",
-    "DetectorSettings",
-    "fit_detector",
-]
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _EXPORTS, _SUBPACKAGES)
+__all__ = ["__version__", *sorted(_EXPORTS), *_SUBPACKAGES]

@@ -24,8 +24,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from spmcli.dictionary import Dictionary, dct_dictionary, save_dictionary
-from spmcli.images import read_image
+from spmcli.io.images import read_image
+from spmcli.sparse.dictionary import Dictionary, dct_dictionary, save_dictionary
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

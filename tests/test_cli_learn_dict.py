@@ -8,7 +8,7 @@ from PIL import Image
 
 from spmcli import __version__
 from spmcli.cli import cli
-from spmcli.dictionary import load_dictionary
+from spmcli.sparse.dictionary import load_dictionary
 
 FAST = ["--n-atoms", "32", "--iters", "2", "--max-patches", "1500"]
 

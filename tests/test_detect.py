@@ -14,7 +14,8 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image as PILImage
 
-from spmcli.anomaly import (
+from spmcli.cli import cli
+from spmcli.inspection.detector import (
     Detector,
     DetectorSettings,
     NoDetectorError,
@@ -22,9 +23,8 @@ from spmcli.anomaly import (
     fit_detector,
     split_calibration,
 )
-from spmcli.cli import cli
-from spmcli.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
-from spmcli.report import IMAGE_FIELDS, anomaly_overlay, heat_colours
+from spmcli.inspection.report import IMAGE_FIELDS, anomaly_overlay, heat_colours
+from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 
 SIDE = 64
 

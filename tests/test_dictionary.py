@@ -4,7 +4,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from spmcli.dictionary import (
+from spmcli.errors import DictionaryFormatError
+from spmcli.sparse.dictionary import (
     FORMAT_VERSION,
     Dictionary,
     atoms_mosaic,
@@ -12,7 +13,6 @@ from spmcli.dictionary import (
     load_dictionary,
     save_dictionary,
 )
-from spmcli.errors import DictionaryFormatError
 
 
 @pytest.mark.parametrize(("patch_size", "n_atoms", "channels"), [(8, 256, 1), (8, 64, 1), (5, 37, 1), (6, 100, 3)])

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from spmcli.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 from spmcli.errors import DictionaryFormatError, ImageReadError
-from spmcli.images import read_image
+from spmcli.io.images import read_image
+from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -38,7 +38,7 @@ def encoded_images() -> dict[str, bytes]:
     tifffile.imwrite(buffer, rng.random((12, 10)).astype(np.float32))
     samples["float.tif"] = buffer.getvalue()
     with tempfile.TemporaryDirectory() as folder:
-        from spmcli.images import write_image
+        from spmcli.io.images import write_image
 
         path = Path(folder) / "rgb16.png"
         write_image(path, rng.random((12, 10, 3)), dtype="uint16")

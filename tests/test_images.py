@@ -7,7 +7,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from spmcli.errors import ImageReadError, ImageWriteError, SpmcliError
-from spmcli.images import find_images, read_image, to_dtype, write_image
+from spmcli.io.images import find_images, read_image, to_dtype, write_image
 
 RNG = np.random.default_rng(0)
 CASES = {

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from spmcli.cli import cli
-from spmcli.dictionary import Dictionary, dct_dictionary, save_dictionary
-from spmcli.images import read_image, write_image
-from spmcli.inpaint import inpaint, threshold_schedule
+from spmcli.io.images import read_image, write_image
+from spmcli.restoration.inpainting import inpaint, threshold_schedule
+from spmcli.sparse.dictionary import Dictionary, dct_dictionary, save_dictionary
 
 
 def psnr_on(reference: np.ndarray, estimate: np.ndarray, where: np.ndarray) -> float:
@@ -94,7 +94,7 @@ def test_smooth_first_guess_fills_large_holes_too():
 
 
 def test_band_processing_gives_the_same_result(monkeypatch):
-    import spmcli.inpaint as core
+    import spmcli.restoration.inpainting as core
 
     image = dct_sparse_image(40) + 0.05 * np.random.default_rng(3).random((40, 40))
     missing = random_missing(image.shape, 0.4)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from spmcli.dictionary import dct_dictionary
-from spmcli.ksvd import KSVD
+from spmcli.sparse.dictionary import dct_dictionary
+from spmcli.sparse.ksvd import KSVD
 
 
 def planted_problem(seed: int, n_signals: int = 1500, noise: float = 0.0):

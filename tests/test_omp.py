@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import orthogonal_mp_gram
 
-from spmcli.dictionary import dct_dictionary
-from spmcli.omp import batch_omp, masked_batch_omp
+from spmcli.sparse.dictionary import dct_dictionary
+from spmcli.sparse.omp import batch_omp, masked_batch_omp
 
 
 def random_problem(seed: int, n_signals: int = 300, n_features: int = 32, n_atoms: int = 80):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spmcli.patches import (
+from spmcli.sparse.patches import (
     PatchAverager,
     PatchGrid,
     add_patch_means,

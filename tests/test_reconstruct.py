@@ -1,4 +1,4 @@
-"""Tests for K-SVD denoising (spmcli.denoise) and the ``reconstruct`` command."""
+"""Tests for K-SVD denoising (spmcli.restoration.denoising) and the ``reconstruct`` command."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from PIL import Image as PILImage
 from skimage import data
 
 from spmcli.cli import cli
-from spmcli.denoise import error_target, ksvd_denoise, reconstruct_with_dictionary
-from spmcli.dictionary import Dictionary, dct_dictionary, save_dictionary
-from spmcli.images import read_image, write_image
+from spmcli.io.images import read_image, write_image
 from spmcli.metrics import psnr
-from spmcli.noise import estimate_noise_sigma
+from spmcli.restoration.denoising import error_target, ksvd_denoise, reconstruct_with_dictionary
+from spmcli.restoration.noise import estimate_noise_sigma
+from spmcli.sparse.dictionary import Dictionary, dct_dictionary, save_dictionary
 
 # Small, fast settings for the CLI tests (the defaults are for real images).
 FAST = ["--n-atoms", "64", "--iters", "2", "--training-patches", "600"]

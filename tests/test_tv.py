@@ -1,4 +1,4 @@
-"""Tests for total-variation denoising (spmcli.tv) and ``spmcli tv-denoise``."""
+"""Tests for total-variation denoising (spmcli.restoration.total_variation) and ``spmcli tv-denoise``."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from skimage.restoration import denoise_tv_chambolle
 
-from spmcli import tv, tv_sure
 from spmcli.cli import cli
-from spmcli.images import read_image
+from spmcli.io.images import read_image
 from spmcli.metrics import psnr
-from spmcli.noise import pca_noise_sigma
+from spmcli.restoration import total_variation as tv
+from spmcli.restoration import tv_solvers, tv_sure
+from spmcli.restoration.noise import pca_noise_sigma
 
 
 def piecewise_constant(size: int = 64) -> np.ndarray:
@@ -38,7 +39,7 @@ def noisy_version(clean: np.ndarray, sigma: float = 25 / 255, seed: int = 0) -> 
 
 def test_output_has_lower_total_variation_than_input():
     noisy = noisy_version(piecewise_constant())
-    for method in tv.METHODS:
+    for method in tv_solvers.METHODS:
         result = tv.tv_denoise(noisy, method=method)
         assert tv.total_variation(result.image) < 0.5 * tv.total_variation(noisy)
 
@@ -56,7 +57,7 @@ def test_piecewise_constant_image_is_restored_with_its_edges():
 
 def test_weight_direction_is_the_same_for_both_methods():
     noisy = noisy_version(piecewise_constant())
-    for method in tv.METHODS:
+    for method in tv_solvers.METHODS:
         variations = [
             tv.total_variation(tv.tv_denoise(noisy, weight, method=method).image) for weight in (0.02, 0.08, 0.3)
         ]
@@ -72,12 +73,12 @@ def test_same_weight_gives_similar_smoothing_for_both_methods():
 
 
 def test_solver_weight_conversion():
-    assert tv.solver_weight(0.1, "chambolle") == 0.1
-    assert tv.solver_weight(0.1, "bregman") == pytest.approx(tv.BREGMAN_FACTOR / 0.1)
+    assert tv_solvers.solver_weight(0.1, "chambolle") == 0.1
+    assert tv_solvers.solver_weight(0.1, "bregman") == pytest.approx(tv_solvers.BREGMAN_FACTOR / 0.1)
     with pytest.raises(ValueError):
-        tv.solver_weight(0.0, "chambolle")
+        tv_solvers.solver_weight(0.0, "chambolle")
     with pytest.raises(ValueError):
-        tv.solver_weight(0.1, "nope")
+        tv_solvers.solver_weight(0.1, "nope")
 
 
 def test_auto_weight_grows_faster_than_sigma_and_shrinks_with_detail():
@@ -157,9 +158,9 @@ def test_given_sigma_is_used_and_zero_sigma_changes_nothing():
 
 def test_vectorial_solver_matches_scikit_image_for_one_channel():
     noisy = noisy_version(piecewise_constant(48))
-    ours, iterations = tv.vectorial_tv_chambolle(noisy[:, :, None], 0.1, eps=1e-4)
+    ours, iterations = tv_solvers.vectorial_tv_chambolle(noisy[:, :, None], 0.1, eps=1e-4)
     np.testing.assert_allclose(ours[:, :, 0], denoise_tv_chambolle(noisy, weight=0.1, eps=1e-4), atol=1e-12)
-    assert 1 <= iterations <= tv.CHAMBOLLE_MAX_ITERATIONS
+    assert 1 <= iterations <= tv_solvers.CHAMBOLLE_MAX_ITERATIONS
 
 
 def test_colour_is_denoised_jointly_with_aligned_edges():

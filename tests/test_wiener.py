@@ -1,4 +1,4 @@
-"""Tests for collaborative Wiener filtering (spmcli.wiener)."""
+"""Tests for collaborative Wiener filtering (spmcli.restoration.wiener)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from spmcli.denoise import ksvd_denoise
 from spmcli.metrics import psnr
-from spmcli.wiener import collaborative_wiener
+from spmcli.restoration.denoising import ksvd_denoise
+from spmcli.restoration.wiener import collaborative_wiener
 
 
 def periodic_texture(size: int = 64) -> np.ndarray:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..cli import EXIT_INPUT_ERROR
 from ..errors import SpmcliError
-from ..images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, find_images
+from ..io.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, find_images
 
 
 def is_quiet(ctx: click.Context) -> bool:
@@ -216,7 +216,7 @@ def write_json_report(path: str | Path, payload: dict) -> None:
     import json
     import math
 
-    from ..atomic import atomic_write_text
+    from ..io.atomic import atomic_write_text
 
     def clean(value: Any) -> Any:
         if isinstance(value, float) and not math.isfinite(value):

@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..anomaly import POLARITIES, DetectorSettings, fit_detector, split_calibration
-from ..dictionary import Dictionary
-from ..images import read_image
+from ..inspection.detector import POLARITIES, DetectorSettings, fit_detector, split_calibration
+from ..io.images import read_image
+from ..sparse.dictionary import Dictionary
 from ._common import Batch, expand_images, progress_bar
 
 # learn-dict options that take detector defaults when --detector is on and they

@@ -10,12 +10,12 @@ from pathlib import Path
 import click
 
 from .._version import __version__
-from ..anomaly import Detector, NoDetectorError, to_grey
 from ..cli import EXIT_ANOMALY
-from ..dictionary import load_dictionary
 from ..errors import DictionaryFormatError
-from ..images import read_image, write_image
-from ..report import anomaly_overlay, image_record, write_report
+from ..inspection.detector import Detector, NoDetectorError
+from ..inspection.report import anomaly_overlay, image_record, write_report
+from ..io.images import read_image, to_grey, write_image
+from ..sparse.dictionary import load_dictionary
 from ._common import Batch, expand_images, max_pixels_option, progress_bar, say
 
 EPILOG = """\b

@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..dictionary import Dictionary, load_dictionary
 from ..errors import SpmcliError
-from ..images import Image, read_image, to_dtype, write_image
-from ..inpaint import inpaint
+from ..io.images import Image, read_image, to_dtype, write_image
 from ..metrics import psnr
+from ..restoration.inpainting import inpaint
+from ..sparse.dictionary import Dictionary, load_dictionary
 from ._common import Batch, expand_images, max_pixels_option, output_paths, progress_bar, say, seed_option
 
 EPILOG = """\b

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..dictionary import Dictionary, atoms_mosaic, save_dictionary
 from ..errors import SpmcliError
-from ..images import read_image, write_image
-from ..learn import learn_dictionary
+from ..io.images import read_image, to_grey, write_image
+from ..sparse.dictionary import Dictionary, atoms_mosaic, save_dictionary
+from ..sparse.learning import learn_dictionary
 from ._common import Batch, check_new_output, expand_images, max_pixels_option, progress_bar, say, seed_option
 from ._detector_options import apply_detector_defaults, detector_options, detector_requested, learn_detector
 
@@ -22,13 +22,6 @@ Examples:
   spmcli learn-dict good/ -o dict.npz --tol 5 --method approx --iters 20
   spmcli learn-dict good/ -o model.npz --detector --calibration-images more-good/
 """
-
-
-def _to_grey(pixels: np.ndarray) -> np.ndarray:
-    if pixels.ndim == 2:
-        return pixels
-    # ITU-R BT.601 luma, as skimage.color.rgb2gray's predecessor and most cameras.
-    return pixels[:, :, :3] @ np.array([0.299, 0.587, 0.114])
 
 
 def _save(dictionary: Dictionary, output: str, atoms_png: str | None) -> None:
@@ -132,7 +125,7 @@ def command(
         image = batch.run(path, lambda path=path: read_image(path, max_pixels=max_pixels))
         if image is None:
             continue
-        pixels = _to_grey(image.pixels) if grayscale else image.pixels
+        pixels = to_grey(image.pixels) if grayscale else image.pixels
         if min(pixels.shape[:2]) < patch_size:
             batch.fail(
                 path,

@@ -9,13 +9,19 @@ from typing import ClassVar
 
 import click
 
-from ..denoise import DEFAULT_GAIN, LAMBDA_NUMERATOR, error_target, ksvd_denoise, reconstruct_with_dictionary
-from ..dictionary import Dictionary, load_dictionary
 from ..errors import SpmcliError
-from ..images import Image, read_image, to_dtype, write_image
+from ..io.images import Image, read_image, to_dtype, write_image
 from ..metrics import psnr, ssim
-from ..noise import estimate_noise_sigma
-from ..wiener import collaborative_wiener
+from ..restoration.denoising import (
+    DEFAULT_GAIN,
+    LAMBDA_NUMERATOR,
+    error_target,
+    ksvd_denoise,
+    reconstruct_with_dictionary,
+)
+from ..restoration.noise import estimate_noise_sigma
+from ..restoration.wiener import collaborative_wiener
+from ..sparse.dictionary import Dictionary, load_dictionary
 from ._common import (
     Batch,
     SigmaType,

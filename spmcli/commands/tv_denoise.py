@@ -9,9 +9,10 @@ import click
 import numpy as np
 
 from ..errors import SpmcliError
-from ..images import read_image, to_dtype, write_image
+from ..io.images import read_image, to_dtype, write_image
 from ..metrics import psnr, ssim
-from ..tv import METHODS, tv_denoise
+from ..restoration.total_variation import tv_denoise
+from ..restoration.tv_solvers import METHODS
 from ._common import (
     AutoOrNumber,
     Batch,

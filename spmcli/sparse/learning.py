@@ -1,4 +1,4 @@
-"""Learning a patch :class:`~spmcli.dictionary.Dictionary` from images with K-SVD."""
+"""Learning a patch :class:`~spmcli.sparse.dictionary.Dictionary` from images with K-SVD."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._version import __version__
+from .._version import __version__
 from .dictionary import Dictionary, dct_dictionary
 from .ksvd import KSVD
 from .patches import as_channels_last, remove_patch_means, sample_patches

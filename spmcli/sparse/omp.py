@@ -300,7 +300,7 @@ def batch_omp(
     Examples
     --------
     >>> import numpy as np
-    >>> from spmcli.omp import batch_omp
+    >>> from spmcli.sparse.omp import batch_omp
     >>> rng = np.random.default_rng(0)
     >>> atoms = rng.standard_normal((50, 20))
     >>> atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from ..io.atomic import atomic_write_text
 
 __all__ = [
     "IMAGE_FIELDS",

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import DictionaryFormatError
+from ..errors import DictionaryFormatError
+from ..io.atomic import atomic_path
 
 __all__ = [
     "FORMAT_VERSION",

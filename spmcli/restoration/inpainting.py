@@ -49,10 +49,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import dct
 from threadpoolctl import threadpool_limits
 
-from .dictionary import dct_dictionary
-from .ksvd import KSVD
-from .omp import batch_omp
-from .patches import as_channels_last, sample_patches
+from ..sparse.dictionary import dct_dictionary
+from ..sparse.ksvd import KSVD
+from ..sparse.omp import batch_omp
+from ..sparse.patches import as_channels_last, sample_patches
 
 __all__ = ["InpaintResult", "inpaint", "threshold_schedule"]
 

@@ -35,10 +35,10 @@ The rule over-smooths fine texture (Set12 Barbara at sigma 15 wants a weight
 track the other images' errors, so a fit with Barbara left out cannot learn the
 correction. So the automatic
 weight is then checked with Stein's unbiased risk estimate against 0.75 times
-itself (:func:`spmcli.tv_sure.refine_weight`): a per-image test, not a fit. SURE
+itself (:func:`spmcli.restoration.tv_sure.refine_weight`): a per-image test, not a fit. SURE
 needs the noise level to within a few percent, and the wavelet estimator reads
 texture as noise (Barbara at sigma 15.0: 16.7), so the check takes the
-patch-PCA estimate (:func:`spmcli.noise.pca_noise_sigma`, 15.2 there).
+patch-PCA estimate (:func:`spmcli.restoration.noise.pca_noise_sigma`, 15.2 there).
 
 The solvers run in float32 (2-3x faster than float64, PSNR identical to 0.001
 dB on Set12; far finer than 16-bit samples); results come back as float64.
@@ -77,39 +77,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
 from .noise import estimate_noise_sigma, pca_noise_sigma
+from .tv_solvers import BREGMAN_MAX_ITERATIONS, CHAMBOLLE_MAX_ITERATIONS, METHODS, bregman, chambolle
+from .tv_sure import refine_weight, sure_check_applies
 
 __all__ = [
-    "METHODS",
-    "AUTO_SCALE",
     "AUTO_DETAIL_EXPONENT",
-    "signal_gradient_rms",
-    "BREGMAN_FACTOR",
+    "AUTO_SCALE",
     "TVResult",
     "auto_weight",
-    "solver_weight",
-    "tv_denoise",
+    "signal_gradient_rms",
     "total_variation",
-    "chambolle",
-    "vectorial_tv_chambolle",
+    "tv_denoise",
 ]
 
-METHODS = ("chambolle", "bregman")
 # Fitted by benchmarks/bench_tv.py --fit (see module docstring); sigma and weight on the 0..1 scale.
 AUTO_SCALE = 1.0
 AUTO_DETAIL_EXPONENT = -0.55
-# Median over skimage.data crops at sigma 10..60 of (best Chambolle weight) / (best Bregman 1/weight).
-BREGMAN_FACTOR = 0.56
-# scikit-image's iteration limits. Chambolle's stopping tolerance is tighter than
-# scikit-image's 2e-4, which now and then stops after a few iterations: on Set12
-# house at sigma 25, weight 0.081 gave 28.7 dB where 0.080 and 0.082 gave 30.3.
-# 5e-5 removes those drops (and adds about 0.05 dB); float32 pays for the extra iterations.
-CHAMBOLLE_EPS = 5.0e-5
-CHAMBOLLE_MAX_ITERATIONS = 200
-BREGMAN_EPS = 1.0e-3
-BREGMAN_MAX_ITERATIONS = 100
 
 
 @dataclass
@@ -136,7 +121,7 @@ class TVResult:
         The iteration limit given to the solver.
     rule_weight : float or None
         With the automatic weight: the rule's weight (:func:`auto_weight`) before
-        the SURE check; ``weight`` is it or ``spmcli.tv_sure.SURE_STEP`` times it.
+        the SURE check; ``weight`` is it or ``spmcli.restoration.tv_sure.SURE_STEP`` times it.
     """
 
     image: np.ndarray
@@ -192,19 +177,6 @@ def auto_weight(sigma: float, gradient_rms: float = 0.0) -> float:
     return float(AUTO_SCALE * sigma * (1.0 + gradient_rms / sigma) ** AUTO_DETAIL_EXPONENT)
 
 
-def solver_weight(weight: float, method: str) -> float:
-    """Convert spmcli's weight (larger = smoother) to the solver's own parameter.
-
-    Chambolle takes it as it is; split Bregman takes ``BREGMAN_FACTOR / weight``
-    (its weight multiplies the data-fidelity term).
-    """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if not weight > 0 or not np.isfinite(weight):
-        raise ValueError(f"weight must be a finite number > 0, got {weight}")
-    return float(weight) if method == "chambolle" else float(BREGMAN_FACTOR / weight)
-
-
 def total_variation(pixels: np.ndarray) -> float:
     """Mean isotropic (vectorial, for colour) total variation per pixel, with
     forward differences: the quantity TV denoising lowers.
@@ -223,106 +195,6 @@ def total_variation(pixels: np.ndarray) -> float:
     along_columns[:, :-1] = np.diff(pixels, axis=1)
     magnitude = np.sqrt((along_rows**2 + along_columns**2).sum(axis=2))
     return float(magnitude.mean())
-
-
-def chambolle(
-    pixels: np.ndarray,
-    weight: float,
-    *,
-    joint_channels: bool,
-    eps: float = CHAMBOLLE_EPS,
-    max_iterations: int = CHAMBOLLE_MAX_ITERATIONS,
-) -> tuple[np.ndarray, float, int | None]:
-    """Chambolle TV as spmcli runs it, in float32 (see the module docstring:
-    same result, 2-3x faster).
-
-    Colour with ``joint_channels`` goes to :func:`vectorial_tv_chambolle` with
-    the weight times sqrt(C); anything else to scikit-image's solver.
-
-    Returns
-    -------
-    denoised : ndarray (float32)
-    solver_weight : float
-        The weight the solver was given.
-    iterations : int or None
-        Iterations run, where the solver tells (the joint-colour solver).
-    """
-    single = pixels.astype(np.float32)
-    if joint_channels and pixels.ndim == 3 and pixels.shape[2] > 1:
-        weight *= float(np.sqrt(pixels.shape[2]))
-        denoised, iterations = vectorial_tv_chambolle(single, weight, eps=eps, max_num_iter=max_iterations)
-        return denoised, weight, iterations
-    channel_axis = -1 if pixels.ndim == 3 else None
-    denoised = denoise_tv_chambolle(
-        single, weight=weight, eps=eps, max_num_iter=max_iterations, channel_axis=channel_axis
-    )
-    return denoised, weight, None
-
-
-def vectorial_tv_chambolle(
-    image: np.ndarray,
-    weight: float,
-    eps: float = CHAMBOLLE_EPS,
-    max_num_iter: int = CHAMBOLLE_MAX_ITERATIONS,
-) -> tuple[np.ndarray, int]:
-    """Colour TV denoising with one gradient magnitude over all channels.
-
-    Chambolle's dual projection algorithm, step for step as scikit-image's
-    ``_denoise_tv_chambolle_nd`` (same step size, same energy-based stopping
-    rule), with the dual variable normalised by the vectorial gradient norm
-    ``sqrt(sum_c |grad u_c|^2)`` of Bresson & Chan (2008).
-
-    Parameters
-    ----------
-    image : ndarray, shape (H, W, C)
-        Float32 or float64 (the computation keeps it); other types become float64.
-    weight : float
-        Chambolle's weight (larger = smoother).
-    eps, max_num_iter
-        Stopping rule: relative energy change below ``eps``, or the iteration limit.
-
-    Returns
-    -------
-    denoised : ndarray, shape (H, W, C)
-    iterations : int
-    """
-    image = np.asarray(image)
-    if image.dtype not in (np.float32, np.float64):
-        image = image.astype(np.float64)
-    if image.ndim != 3:
-        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
-    image = np.ascontiguousarray(np.moveaxis(image, -1, 0))  # (C, H, W): reductions over leading axes are fast
-    dual = np.zeros((2, *image.shape), dtype=image.dtype)
-    gradient = np.zeros_like(dual)
-    divergence = np.zeros_like(image)
-    tau = 0.25  # 1 / (2 * number of spatial axes): the step that makes the projection converge
-    out = image
-    energy_initial = energy_previous = 0.0
-    iteration = 0
-    while iteration < max_num_iter:
-        if iteration > 0:
-            divergence = -dual.sum(axis=0)
-            divergence[:, 1:] += dual[0, :, :-1]
-            divergence[:, :, 1:] += dual[1, :, :, :-1]
-            out = image + divergence
-        energy = float((divergence**2).sum())
-        gradient[0, :, :-1] = np.diff(out, axis=1)
-        gradient[1, :, :, :-1] = np.diff(out, axis=2)
-        norm = np.sqrt((gradient**2).sum(axis=(0, 1)))
-        energy += weight * float(norm.sum())
-        norm *= tau / weight
-        norm += 1.0
-        dual -= tau * gradient
-        dual /= norm
-        energy /= image.size
-        if iteration == 0:
-            energy_initial = energy_previous = energy
-        elif abs(energy_previous - energy) < eps * energy_initial:
-            break
-        else:
-            energy_previous = energy
-        iteration += 1
-    return np.moveaxis(out, 0, -1), iteration + 1
 
 
 def tv_denoise(
@@ -347,7 +219,7 @@ def tv_denoise(
         intensity scale). ``"auto"`` derives it from ``sigma`` with :func:`auto_weight`.
     sigma : float, optional
         Noise standard deviation on the 0..1 scale, for ``weight="auto"``;
-        estimated from the image (:func:`spmcli.noise.estimate_noise_sigma`) when None.
+        estimated from the image (:func:`spmcli.restoration.noise.estimate_noise_sigma`) when None.
     method : {"chambolle", "bregman"}
     anisotropic : bool
         Anisotropic TV (Bregman only).
@@ -358,8 +230,8 @@ def tv_denoise(
         Iteration limit; scikit-image's default for the method when None.
     refine : bool
         With ``weight="auto"``: check the rule's weight against a 25% smaller
-        one with SURE (:func:`spmcli.tv_sure.refine_weight`; sigma from :func:`spmcli.noise.pca_noise_sigma`
-        unless given). False uses the rule alone.
+        one with SURE (:func:`spmcli.restoration.tv_sure.refine_weight`; sigma from
+        :func:`spmcli.restoration.noise.pca_noise_sigma` unless given). False uses the rule alone.
 
     Returns
     -------
@@ -380,9 +252,6 @@ def tv_denoise(
         used_sigma = estimate_noise_sigma(pixels) if sigma is None else float(sigma)
         gradient_rms = signal_gradient_rms(pixels, used_sigma)
         rule_weight = weight = auto_weight(used_sigma, gradient_rms)
-        # Imported here: tv_sure builds on this module's solver.
-        from .tv_sure import refine_weight, sure_check_applies
-
         if refine and weight > 0 and sure_check_applies(pixels.shape, gradient_rms / max(used_sigma, 1e-300)):
             # The rule was fitted with the wavelet estimate; SURE wants the closest sigma there is.
             sure_sigma = pca_noise_sigma(pixels) if sigma is None else float(sigma)
@@ -405,12 +274,7 @@ def tv_denoise(
     if method == "chambolle":
         denoised, parameter, iterations = chambolle(pixels, weight, joint_channels=joint, max_iterations=limit)
     else:
-        parameter, iterations = solver_weight(weight, method), None
-        channel_axis = -1 if pixels.ndim == 3 else None
-        denoised = denoise_tv_bregman(
-            pixels.astype(np.float32), weight=parameter, max_num_iter=limit, isotropic=not anisotropic,
-            channel_axis=channel_axis,
-        ).reshape(pixels.shape)  # fmt: skip
+        (denoised, parameter), iterations = bregman(pixels, weight, anisotropic=anisotropic, max_iterations=limit), None
     return TVResult(
         np.ascontiguousarray(denoised, dtype=np.float64),
         weight,

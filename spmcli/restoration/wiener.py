@@ -39,8 +39,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .dictionary import _dct_1d, dct_dictionary
-from .patches import as_channels_last, grid_axis
+from ..sparse.dictionary import _dct_1d, dct_dictionary
+from ..sparse.patches import as_channels_last, grid_axis
 
 __all__ = ["collaborative_wiener", "OPPONENT_COLOURS"]
 

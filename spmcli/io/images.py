@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
+from ..errors import ImageReadError, ImageWriteError, SpmcliError
 from .atomic import atomic_path
-from .errors import ImageReadError, ImageWriteError, SpmcliError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -35,6 +35,7 @@ __all__ = [
     "write_image",
     "find_images",
     "to_dtype",
+    "to_grey",
 ]
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -372,6 +373,16 @@ def _write_png16_colour(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:
         handle.write(b"\x89PNG\r\n\x1a\n")
         handle.write(chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    """Grey values of a (H, W) or (H, W, C) image (ITU-R BT.601 luma for colour)."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if pixels.ndim == 2:
+        return pixels
+    if pixels.shape[2] >= 3:
+        return pixels[:, :, :3] @ np.array([0.299, 0.587, 0.114])
+    return pixels[:, :, 0]
 
 
 # --- writing -----------------------------------------------------------------------

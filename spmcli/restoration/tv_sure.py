@@ -1,6 +1,6 @@
 """Stein's unbiased risk estimate (SURE) check of the automatic TV weight.
 
-The weight rule of :mod:`spmcli.tv` over-smooths fine texture (Set12 Barbara
+The weight rule of :mod:`spmcli.restoration.total_variation` over-smooths fine texture (Set12 Barbara
 at sigma 15 wants a weight 25% below it). :func:`refine_weight` estimates the
 mean squared error of the rule's weight and of 0.75 times it with Monte-Carlo
 SURE [2]_ on a mosaic of tiles, and keeps the better one: a per-image test,
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .tv import chambolle
+from .tv_solvers import chambolle
 
 __all__ = ["refine_weight", "sure_check_applies", "sure_risk", "sure_risks"]
 

@@ -59,7 +59,7 @@ class KSVD:
         Rank-one SVD update, or the approximate K-SVD update.
     init : {"data"} or ndarray of shape (n_atoms, n_features)
         Starting dictionary: ``"data"`` draws random training signals;
-        an array (for example :func:`spmcli.dictionary.dct_dictionary`) is
+        an array (for example :func:`spmcli.sparse.dictionary.dct_dictionary`) is
         used as given after normalising its rows.
     replace_threshold : float
         Atoms whose absolute correlation with another exceeds this are replaced.

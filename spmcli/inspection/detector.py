@@ -71,11 +71,12 @@ import numpy as np
 from scipy import ndimage, stats
 from skimage.transform import downscale_local_mean, resize
 
-from .dictionary import Dictionary
-from .learn import learn_dictionary
-from .metrics import psnr, ssim
-from .omp import batch_omp
-from .patches import PatchGrid
+from ..io.images import to_grey
+from ..metrics import psnr, ssim
+from ..sparse.dictionary import Dictionary
+from ..sparse.learning import learn_dictionary
+from ..sparse.omp import batch_omp
+from ..sparse.patches import PatchGrid
 
 __all__ = [
     "DETECTOR_VERSION",
@@ -88,7 +89,6 @@ __all__ = [
     "calibrated_threshold",
     "fit_detector",
     "split_calibration",
-    "to_grey",
     "working_pyramid",
 ]
 
@@ -196,16 +196,6 @@ class ImageScore:
     psnr: float
     ssim: float
     anomaly_map: np.ndarray | None = None
-
-
-def to_grey(pixels: np.ndarray) -> np.ndarray:
-    """Grey values of a (H, W) or (H, W, C) image (ITU-R BT.601 luma for colour)."""
-    pixels = np.asarray(pixels, dtype=np.float64)
-    if pixels.ndim == 2:
-        return pixels
-    if pixels.shape[2] >= 3:
-        return pixels[:, :, :3] @ np.array([0.299, 0.587, 0.114])
-    return pixels[:, :, 0]
 
 
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
@@ -503,7 +493,7 @@ def _expand(statistic: np.ndarray) -> np.ndarray:
 def _average_patches(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
     """Overlap-average the grey patches of a whole grid into an image.
 
-    Same result as :class:`spmcli.patches.PatchAverager` for one grey band, as a
+    Same result as :class:`spmcli.sparse.patches.PatchAverager` for one grey band, as a
     single ``np.bincount`` (a third of the per-image time went to its 64
     fancy-indexed additions).
     """
@@ -617,7 +607,7 @@ def fit_detector(
         Other defect-free images, for the threshold.
     settings : DetectorSettings, optional
     patch_size, n_atoms, n_iterations, method, init, max_patches, seed
-        Dictionary learning, as in :func:`spmcli.learn.learn_dictionary`
+        Dictionary learning, as in :func:`spmcli.sparse.learning.learn_dictionary`
         (sparsity is ``settings.sparsity``).
     callback : callable, optional
         ``callback(stage, done, total)`` with stage ``"learn"`` (K-SVD

@@ -34,11 +34,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._version import __version__
-from .dictionary import Dictionary, dct_dictionary
-from .ksvd import KSVD
-from .omp import batch_omp
-from .patches import PatchAverager, PatchGrid, add_patch_means, as_channels_last, remove_patch_means, sample_patches
+from .._version import __version__
+from ..sparse.dictionary import Dictionary, dct_dictionary
+from ..sparse.ksvd import KSVD
+from ..sparse.omp import batch_omp
+from ..sparse.patches import (
+    PatchAverager,
+    PatchGrid,
+    add_patch_means,
+    as_channels_last,
+    remove_patch_means,
+    sample_patches,
+)
 from .wiener import collaborative_wiener
 
 __all__ = [
@@ -268,7 +275,7 @@ def ksvd_denoise(
         Step between coded patches in the final reconstruction.
     wiener : bool
         Finish with collaborative Wiener filtering (the second step of BM3D
-        [4]_, see :func:`spmcli.wiener.collaborative_wiener`), with the K-SVD
+        [4]_, see :func:`spmcli.restoration.wiener.collaborative_wiener`), with the K-SVD
         estimate as its pilot: similar patches are grouped and filtered
         jointly, which a per-patch dictionary cannot do. Adds 0.28 / 0.35 /
         0.48 dB on Set12 at sigma 15 / 25 / 50 for about 15-30% more time.

@@ -1,0 +1,29 @@
+"""Image restoration built on the sparse core: K-SVD denoising and reconstruction
+over a dictionary, collaborative Wiener filtering, inpainting, total-variation
+denoising (with its SURE check) and noise-level estimation.
+
+Plain functions on numpy arrays on the 0..1 scale; a scale that cannot be meant
+for such data (a 0..255 sigma, say) is a ``ValueError`` saying so.
+"""
+
+from .._lazy import lazy_attributes
+
+_EXPORTS = {
+    "DenoiseResult": "denoising",
+    "ksvd_denoise": "denoising",
+    "reconstruct_with_dictionary": "denoising",
+    "collaborative_wiener": "wiener",
+    "InpaintResult": "inpainting",
+    "inpaint": "inpainting",
+    "TVResult": "total_variation",
+    "tv_denoise": "total_variation",
+    "estimate_noise_sigma": "noise",
+    "pca_noise_sigma": "noise",
+}
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    globals(),
+    _EXPORTS,
+    ("denoising", "wiener", "inpainting", "total_variation", "tv_solvers", "tv_sure", "noise"),
+)
+__all__ = sorted(_EXPORTS)
