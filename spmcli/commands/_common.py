@@ -164,12 +164,15 @@ def output_paths(
 
 
 class AutoOrNumber(click.ParamType):
-    """``auto`` or a finite number, at least ``minimum`` (above it when ``strict``)."""
+    """``auto`` or a finite number, at least ``minimum`` (above it when ``strict``)
+    and at most ``maximum``."""
 
-    def __init__(self, name: str, minimum: float, strict: bool) -> None:
+    def __init__(self, name: str, minimum: float, strict: bool, maximum: float = float("inf"), hint: str = "") -> None:
         self.name = name
         self.minimum = minimum
         self.strict = strict
+        self.maximum = maximum
+        self.hint = hint
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -184,12 +187,16 @@ class AutoOrNumber(click.ParamType):
         in_range = number > self.minimum if self.strict else number >= self.minimum
         if not in_range or number == float("inf"):
             self.fail(f"{value!r} must be a finite number {'>' if self.strict else '>='} {self.minimum:g}", param, ctx)
+        if number > self.maximum:
+            self.fail(f"{value!r} is above {self.maximum:g}{self.hint}", param, ctx)
         return number
 
 
 def SigmaType() -> AutoOrNumber:
     """``auto`` or a non-negative noise standard deviation on the 0..255 scale."""
-    return AutoOrNumber("SIGMA|auto", 0.0, strict=False)
+    return AutoOrNumber(
+        "SIGMA|auto", 0.0, strict=False, maximum=255.0, hint=": sigma is on the 0..255 scale for every image type"
+    )
 
 
 def find_reference(reference: str | Path | None, source: Path) -> Path | None:

@@ -46,7 +46,9 @@ Examples:
 )
 @click.option(
     "--weight",
-    type=AutoOrNumber("WEIGHT|auto", 0.0, strict=True),
+    type=AutoOrNumber(
+        "WEIGHT|auto", 0.0, strict=True, maximum=1.0, hint=" (the weight is on the 0..1 scale; useful values 0.03-0.3)"
+    ),
     default="auto",
     show_default=True,
     help="Smoothing strength, larger = smoother for both methods (Chambolle's weight on the 0..1 "

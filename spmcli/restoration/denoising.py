@@ -35,6 +35,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .._version import __version__
+from ..io.scale import require_unit_image, require_unit_value
 from ..sparse.dictionary import Dictionary, dct_dictionary
 from ..sparse.ksvd import KSVD
 from ..sparse.omp import batch_omp
@@ -248,19 +249,19 @@ def ksvd_denoise(
     Parameters
     ----------
     noisy : ndarray, shape (H, W) or (H, W, C)
-        Noisy float image on the 0..1 scale (any scale works if
-        ``noise_sigma`` and ``noisy_weight`` are given on it).
+        Noisy float image on the 0..1 scale (values far outside it, such as
+        0..255 data, are a ValueError).
     noise_sigma : float
-        Standard deviation of the additive white Gaussian noise, on the
-        image's scale (25/255 for "sigma 25").
+        Standard deviation of the additive white Gaussian noise on the 0..1
+        scale (25/255 for "sigma 25"); above 1 is a ValueError.
     patch_size, n_atoms : int
         Square patch side and dictionary size (8 and 256 in [1]_).
     n_iterations : int
         K-SVD iterations (about 10 in [1]_).
     training_patches : int, optional
         K-SVD trains on this many randomly drawn patches (seeded); coding and
-        averaging then use every patch of the grid. By default a quarter of
-        the patch positions, at least 15,000 and at most 40,000: training
+        averaging then use every patch of the grid. By default an eighth of
+        the patch positions, at least 8,000 and at most 40,000: training
         time is then nearly fixed while coding grows with the image (see
         :func:`default_training_patches`).
     method : {"approx", "exact"}
@@ -324,6 +325,8 @@ def ksvd_denoise(
         raise ValueError("the image holds NaN or infinite values")
     if not noise_sigma > 0 or not np.isfinite(noise_sigma):
         raise ValueError(f"noise_sigma must be a positive number, got {noise_sigma}")
+    require_unit_value(noise_sigma, "noise_sigma")
+    require_unit_image(noisy, "noisy image")
     if min(pixels.shape[:2]) < patch_size:
         raise ValueError(
             f"image is {pixels.shape[1]} x {pixels.shape[0]} pixels, smaller than the {patch_size} x {patch_size} patch"

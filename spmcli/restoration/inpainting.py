@@ -49,6 +49,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import dct
 from threadpoolctl import threadpool_limits
 
+from ..io.scale import require_unit_image, require_unit_value
 from ..sparse.dictionary import dct_dictionary
 from ..sparse.ksvd import KSVD
 from ..sparse.omp import batch_omp
@@ -321,6 +322,11 @@ def inpaint(
     True
     """
     pixels, missing = _check_inputs(pixels, missing, patch_size)
+    require_unit_image(np.where(missing[(...,) + (None,) * (pixels.ndim - 2)], 0.0, pixels))
+    for name, value in (("threshold_start", threshold_start), ("threshold_stop", threshold_stop)):
+        require_unit_value(value, name)
+    for value in coding_rmse:
+        require_unit_value(value, "coding_rmse")
     if first_guess not in FIRST_GUESSES:
         raise ValueError(f"first_guess must be one of {FIRST_GUESSES}, got {first_guess!r}")
     grey = pixels.ndim == 2

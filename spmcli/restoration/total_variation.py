@@ -78,6 +78,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..io.scale import require_unit_image, require_unit_value
 from .noise import estimate_noise_sigma, pca_noise_sigma
 from .tv_solvers import BREGMAN_MAX_ITERATIONS, CHAMBOLLE_MAX_ITERATIONS, METHODS, bregman, chambolle
 from .tv_sure import refine_weight, sure_check_applies
@@ -244,6 +245,11 @@ def tv_denoise(
     pixels = np.asarray(pixels, dtype=np.float64)
     if pixels.ndim not in (2, 3):
         raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {pixels.shape}")
+    require_unit_image(pixels)
+    if sigma is not None:
+        require_unit_value(sigma, "sigma")
+    if not isinstance(weight, str):
+        require_unit_value(weight, "weight", typical="useful weights lie around 0.03-0.3, and 1 flattens any image")
     colour = pixels.ndim == 3 and pixels.shape[2] > 1
     used_sigma = rule_weight = None
     if isinstance(weight, str):

@@ -39,6 +39,7 @@ from collections.abc import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..io.scale import require_unit_image, require_unit_value
 from ..sparse.dictionary import _dct_1d, dct_dictionary
 from ..sparse.patches import as_channels_last, grid_axis
 
@@ -213,7 +214,8 @@ def collaborative_wiener(
         A first denoised estimate (for spmcli, the K-SVD output). Groups are
         found on it and it sets the Wiener factors.
     noise_sigma : float
-        Standard deviation of the white Gaussian noise, on the image's scale.
+        Standard deviation of the white Gaussian noise on the 0..1 scale
+        (images are on 0..1; above 1 is a ValueError).
     patch_size : int
         Side of the square patches.
     group_size : int
@@ -255,6 +257,8 @@ def collaborative_wiener(
         raise ValueError(f"noisy {noisy.shape} and pilot {pilot.shape} images differ in shape")
     if not noise_sigma > 0:
         raise ValueError(f"noise_sigma must be positive, got {noise_sigma}")
+    require_unit_value(noise_sigma, "noise_sigma")
+    require_unit_image(noisy, "noisy image")
     if not 1 <= group_size <= (search_radius + 1) ** 2:
         raise ValueError(
             f"group_size must be between 1 and {(search_radius + 1) ** 2} for search radius {search_radius}"
