@@ -1,30 +1,38 @@
 """The ``spmcli`` command group: global options, error handling and exit codes.
 
 Exit codes: 0 success; 1 anomalies found (``detect --fail-on-anomaly``); 2 usage
-error; 3 one or more inputs could not be processed; 130 interrupted (Ctrl-C).
-Errors are one line on stderr starting with ``Error:``; ``-v`` adds the traceback.
+error; 3 one or more inputs could not be processed; 130 interrupted (SIGINT,
+Ctrl-C); 143 terminated (SIGTERM). Errors are one line on stderr starting with
+``Error:``; ``-v`` adds the traceback. Warnings are one line starting with
+``Warning:`` (none with ``-q``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
+import signal
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
 
 import click
 from threadpoolctl import threadpool_limits
 
 from ._version import __version__
+from .batch import Stopped
 from .errors import SpmcliError
 
-__all__ = ["cli", "main", "EXIT_ANOMALY", "EXIT_INPUT_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_ANOMALY", "EXIT_INPUT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "cli", "main"]
 
 EXIT_ANOMALY = 1
 EXIT_USAGE = 2
 EXIT_INPUT_ERROR = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 # Command name -> module in spmcli.commands; each module defines ``command``.
 # Imported only when used, so `spmcli --help` stays fast.
@@ -35,6 +43,43 @@ COMMAND_MODULES = {
     "tv-denoise": "tv_denoise",
     "detect": "detect",
 }
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(ctx: click.Context) -> Iterator[None]:
+    """Show each distinct warning of the library as one ``Warning:`` line (none with -q)."""
+    shown: set[str] = set()
+
+    def show(message: Warning | str, category: type, filename: str, lineno: int, *args: object) -> None:
+        text = str(message)
+        if text in shown or (ctx.obj or {}).get("quiet"):
+            return
+        shown.add(text)
+        click.echo(f"Warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM (what ``timeout`` and supervisors send) unwinds like Ctrl-C does,
+    so atomic writes remove their temporary files."""
+
+    def handler(number: int, frame: object) -> None:
+        raise Stopped(number)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class SpmcliGroup(click.Group):
@@ -54,12 +99,22 @@ class SpmcliGroup(click.Group):
             return None
         return importlib.import_module(f"spmcli.commands.{module}").command
 
+    def main(self, args: list[str] | None = None, *remaining: object, **options: object):  # type: ignore[override]
+        # Kept for reports ("command_line"): the arguments as the shell passed them.
+        self._arguments = list(sys.argv[1:] if args is None else args)
+        return super().main(args, *remaining, **options)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra):
+        ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["spmcli.argv"] = getattr(self, "_arguments", list(args))
+        return ctx
+
     def invoke(self, ctx: click.Context):
         try:
             # The sparse core works on small blocks (a few hundred patches, 64x256
             # dictionaries) where BLAS threads cost far more than they give:
             # measured, learn-dict took 26 s with two OpenBLAS threads and 3.2 s with one.
-            with threadpool_limits(limits=1, user_api="blas"):
+            with threadpool_limits(limits=1, user_api="blas"), _warnings_as_lines(ctx), _sigterm_stops():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
@@ -69,6 +124,10 @@ class SpmcliGroup(click.Group):
         except KeyboardInterrupt:
             _report(ctx, "Error: interrupted; no partial output files were left")
             ctx.exit(EXIT_INTERRUPTED)
+        except Stopped as stop:
+            name = signal.Signals(stop.signal_number).name
+            _report(ctx, f"Error: stopped by {name}; no partial output files were left")
+            ctx.exit(EXIT_TERMINATED if stop.signal_number == signal.SIGTERM else EXIT_INTERRUPTED)
         except MemoryError:
             _report(ctx, "Error: out of memory; try a larger --stride or smaller images")
             ctx.exit(EXIT_INPUT_ERROR)
@@ -97,7 +156,8 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
     \b
     Exit codes: 0 success, 1 anomalies found (detect --fail-on-anomaly),
-    2 usage error, 3 some inputs could not be processed, 130 interrupted.
+    2 usage error, 3 some inputs could not be processed, 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM).
     """
     ctx.obj = {"verbose": verbose, "quiet": quiet and not verbose}
     logging.basicConfig(

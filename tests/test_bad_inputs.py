@@ -54,7 +54,11 @@ def files(tmp_path_factory) -> dict[str, Path]:
     good.mkdir()
     for index in range(3):
         Image.fromarray(texture(index)).save(good / f"good_{index}.png")
-    paths = {"root": root, "good": good, "good_file": good / "good_0.png"}
+    calibration = root / "calibration"
+    calibration.mkdir()
+    for index in range(3, 6):
+        Image.fromarray(texture(index)).save(calibration / f"calib_{index}.png")
+    paths = {"root": root, "good": good, "good_file": good / "good_0.png", "calibration": calibration}
 
     def add(name: str) -> Path:
         paths[name.split(".")[0]] = root / name
@@ -177,7 +181,10 @@ COMMANDS = {
 @pytest.fixture(scope="module")
 def detector(files) -> Path:
     path = files["root"] / "detector.npz"
-    result = spmcli("learn-dict", files["good"], "-o", path, "--detector", "--n-atoms", "16", "--iters", "2")
+    result = spmcli(
+        "learn-dict", files["good"], "-o", path, "--detector", "--calibration-images", files["calibration"],
+        "--n-atoms", "16", "--iters", "2",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     files["detector"] = path
     return path
@@ -343,7 +350,7 @@ def test_interrupt_leaves_only_complete_outputs(tmp_path):
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and process.poll() is None:
-                if out.is_dir() and any(path.suffix == ".png" for path in out.iterdir()):
+                if out.is_dir() and any(path.suffix == ".png" and ".part" not in path.name for path in out.iterdir()):
                     break
                 time.sleep(0.05)
             assert process.poll() is None, f"the batch ended before it could be interrupted: {log.read_text()}"
@@ -354,7 +361,7 @@ def test_interrupt_leaves_only_complete_outputs(tmp_path):
                 process.kill()
     stderr = log.read_text()
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "Error: interrupted" in stderr
+    assert "Traceback" not in stderr and "Error: stopped by SIGINT" in stderr
     written = sorted(out.iterdir())
     assert 1 <= len(written) < 40
     for path in written:
@@ -387,5 +394,11 @@ def test_report_carries_the_failure(files, tmp_path, command_name):
     result = spmcli(*arguments, "--report", report)
     assert_clean_failure(result, 3, "b.png", "empty file")
     payload = json.loads(report.read_text())
-    assert payload["failures"] == [{"input": str(batch / "b.png"), "error": "empty file (0 bytes)"}]
+    failures = [
+        {"input": record["input"], "error": record["error"]}
+        for record in payload["records"]
+        if record["status"] == "failed"
+    ]
+    assert failures == [{"input": str(batch / "b.png"), "error": "empty file (0 bytes)"}]
+    assert payload["counts"] == {"inputs": 2, "done": 1, "failed": 1, "skipped": 0, "not_started": 0}
     assert sorted(path.name for path in out.iterdir()) == ["a.png"]

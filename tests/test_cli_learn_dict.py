@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,20 +154,20 @@ def test_atoms_png_never_overwrites_an_input(runner, grey_png, tmp_path):
     assert result.exit_code == 2 and "refusing to overwrite" in result.output
     assert grey_png.read_bytes() == before and not (tmp_path / "d.npz").exists()
     result = runner.invoke(cli, ["learn-dict", str(grey_png), "-o", str(tmp_path / "d.npz"), "--atoms-png", "a.gif"])
-    assert result.exit_code == 2 and "image extension" in result.output
+    assert result.exit_code == 2 and "use the extension .png" in result.output
 
 
 def test_an_unexpected_failure_in_one_input_does_not_stop_the_batch(runner, image_folder, tmp_path, monkeypatch):
-    import spmcli.commands.learn_dict as learn_dict_module
+    import spmcli.tasks.learn as learn_task_module
 
-    real_read = learn_dict_module.read_image
+    real_read = learn_task_module.read_image
 
     def flaky_read(path, **options):
-        if path.name == "img_1.png":
+        if Path(path).name == "img_1.png":
             raise RuntimeError("decoder exploded")
         return real_read(path, **options)
 
-    monkeypatch.setattr(learn_dict_module, "read_image", flaky_read)
+    monkeypatch.setattr(learn_task_module, "read_image", flaky_read)
     output = tmp_path / "d.npz"
     result = runner.invoke(cli, ["learn-dict", str(image_folder), "-o", str(output), *FAST])
     assert result.exit_code == 3
@@ -177,6 +178,8 @@ def test_an_unexpected_failure_in_one_input_does_not_stop_the_batch(runner, imag
 def test_detector_also_writes_the_atoms_picture(runner, image_folder, tmp_path):
     picture = tmp_path / "atoms.png"
     arguments = ["learn-dict", str(image_folder), "-o", str(tmp_path / "m.npz"), "--detector", "--atoms-png"]
-    result = runner.invoke(cli, [*arguments, str(picture), "--n-atoms", "16", "--iters", "1"])
+    # Three calibration images at least: the folder's three images, used for training and calibration alike.
+    calibration = ["--calibration-images", str(image_folder)]
+    result = runner.invoke(cli, [*arguments, str(picture), "--n-atoms", "16", "--iters", "1", *calibration])
     assert result.exit_code == 0, result.output
     assert Image.open(picture).size[0] >= 4 * 9

@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 
 from spmcli.cli import cli
+from spmcli.commands.detect import CSV_FIELDS
 from spmcli.inspection.detector import (
     Detector,
     DetectorSettings,
@@ -23,7 +25,7 @@ from spmcli.inspection.detector import (
     fit_detector,
     split_calibration,
 )
-from spmcli.inspection.report import IMAGE_FIELDS, anomaly_overlay, heat_colours
+from spmcli.inspection.report import anomaly_overlay, heat_colours
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 
 SIDE = 64
@@ -239,15 +241,17 @@ def test_detect_report_heatmaps_and_exit_codes(folders, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Scored 6 of 6 image(s): 3 anomalous" in result.output
     payload = json.loads(report.read_text())
-    for key in ("spmcli_version", "dictionary", "patch_size", "threshold", "threshold_method", "counts", "seconds"):
+    for key in ("report_format", "spmcli_version", "command", "settings", "model", "started", "finished", "counts"):
         assert key in payload
-    assert len(payload["dictionary"]["sha256"]) == 64
-    assert payload["counts"] == {"images": 6, "anomalies": 3, "failures": 0}
-    assert len(payload["images"]) == 6
-    for record in payload["images"]:
-        assert tuple(record) == IMAGE_FIELDS
-        assert np.isfinite(record["score"]) and record["error"] is None
-        assert record["is_anomaly"] == ("defect_" in record["path"])
+    assert len(payload["model"]["sha256"]) == 64 and payload["model"]["mode"] == "pooled"
+    assert payload["counts"] == {"inputs": 6, "done": 6, "failed": 0, "skipped": 0, "not_started": 0, "anomalies": 3}
+    assert [Path(record["input"]).name for record in payload["records"]] == sorted(
+        path.name for path in (root / "incoming").iterdir()
+    )
+    for record in payload["records"]:
+        assert record["status"] == "done" and record["error"] is None
+        assert np.isfinite(record["score"]) and record["threshold"] == payload["model"]["threshold"]
+        assert record["is_anomaly"] == ("defect_" in record["input"])
         raw = tifffile.imread(record["anomaly_map"])
         assert raw.dtype == np.float32 and raw.shape == (SIDE, SIDE)
         assert PILImage.open(record["overlay"]).mode == "RGB"
@@ -275,11 +279,11 @@ def test_corrupt_image_is_reported_and_the_rest_scored(folders, tmp_path):
     assert "broken.png" in result.output
     with open(report, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert tuple(rows[0]) == IMAGE_FIELDS
+    assert tuple(rows[0]) == CSV_FIELDS
     assert len(rows) == 4
-    broken = next(row for row in rows if row["path"].endswith("broken.png"))
-    assert broken["error"] and broken["score"] == ""
-    scored = [row for row in rows if not row["path"].endswith("broken.png")]
+    broken = next(row for row in rows if row["input"].endswith("broken.png"))
+    assert broken["error"] and broken["score"] == "" and broken["status"] == "failed"
+    scored = [row for row in rows if not row["input"].endswith("broken.png")]
     assert all(np.isfinite(float(row["score"])) and row["error"] == "" for row in scored)
 
 
@@ -297,14 +301,24 @@ def test_learn_dict_holds_out_a_seeded_share(folders, tmp_path):
     outputs = []
     for name in ("a.npz", "b.npz"):
         result = CliRunner().invoke(
-            cli, ["learn-dict", str(root / "good"), "-o", str(tmp_path / name), "--detector", "--aligned"]
+            cli,
+            [
+                "learn-dict",
+                str(root / "good"),
+                "-o",
+                str(tmp_path / name),
+                "--detector",
+                "--aligned",
+                "--calibration-share",
+                "0.34",
+            ],
         )
         assert result.exit_code == 0, result.output
-        assert "aligned detector" in result.output and "normal fit to 3 calibration image scores" in result.output
+        assert "aligned detector" in result.output and "normal fit to 4 calibration image scores" in result.output
         outputs.append((tmp_path / name).read_bytes())
     assert outputs[0] == outputs[1]
     metadata = load_dictionary(tmp_path / "a.npz").metadata["detector"]
-    assert metadata["n_good_images"] == 9 and metadata["n_calibration_images"] == 3
+    assert metadata["n_good_images"] == 8 and metadata["n_calibration_images"] == 4
 
 
 def test_detect_in_a_subprocess(folders, tmp_path):

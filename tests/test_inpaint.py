@@ -237,7 +237,7 @@ def test_cli_empty_mask_is_a_reported_copy(tmp_path, texture_uint8):
     assert "no pixel is missing; copied unchanged" in result.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), texture_uint8)
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["images"][0]["missing_share"] == 0.0
+    assert report["records"][0]["missing_share"] == 0.0
 
 
 def test_cli_everything_missing_is_an_input_error(tmp_path, texture_uint8):
@@ -289,11 +289,11 @@ def test_cli_report_with_reference(tmp_path, texture_uint8):
                   "-o", str(tmp_path / "out.png"), "--reference", str(tmp_path / "truth.png"),
                   "--report", str(tmp_path / "r.json"), *FAST])  # fmt: skip
     assert result.exit_code == 0, result.output
-    entry = json.loads((tmp_path / "r.json").read_text())["images"][0]
+    entry = json.loads((tmp_path / "r.json").read_text())["records"][0]
     assert entry["missing_share"] == pytest.approx(missing.mean())
     assert entry["seconds"] > 0
-    assert entry["psnr_missing_db"] > 35.0
-    assert entry["psnr_all_db"] > entry["psnr_missing_db"]
+    assert entry["psnr_missing"] > 35.0
+    assert entry["psnr"] > entry["psnr_missing"]
 
 
 def test_cli_batch_shares_the_mask(tmp_path, texture_uint8):

@@ -124,7 +124,8 @@ def test_cli_sigma_auto_prints_estimate_within_ten_percent(tmp_path):
     out = tmp_path / "out.tif"
     result = CliRunner().invoke(cli, ["reconstruct", str(source), "-o", str(out), *FAST, "--stride", "4"])
     assert result.exit_code == 0, result.output
-    estimate = float(result.output.split("estimated noise sigma ")[1].split()[0])
+    estimate = float(result.output.split(": sigma ")[1].split()[0])
+    assert "(estimated)" in result.output
     assert abs(estimate - 20) < 2.0
     denoised = read_image(out)
     assert denoised.dtype == "float32"
@@ -172,7 +173,7 @@ def test_cli_report_with_reference_folder(tmp_path, noisy_png):
          "--report", str(report), "--reference", str(references)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    entry = json.loads(report.read_text())["images"][0]
+    entry = json.loads(report.read_text())["records"][0]
     assert entry["sigma"] == pytest.approx(20.0)
     assert entry["sigma_source"] == "given"
     assert entry["settings"]["n_atoms"] == 64
@@ -201,11 +202,11 @@ def test_cli_wiener_step_is_on_by_default_and_can_be_skipped(tmp_path, dictionar
         report = tmp_path / f"report{flag}.json"
         result = CliRunner().invoke(
             cli,
-            ["reconstruct", str(noisy), "-o", str(tmp_path / f"out{flag}.png"), "--sigma", "20", *FAST, *extra,
-             flag, "--report", str(report), "--reference", str(clean)],
+            ["reconstruct", str(noisy), "-o", str(tmp_path / f"out{flag}.png"), "--sigma", "20",
+             *(extra or FAST), flag, "--report", str(report), "--reference", str(clean)],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
-        entry = json.loads(report.read_text())["images"][0]
+        entry = json.loads(report.read_text())["records"][0]
         assert entry["settings"]["wiener"] is (flag == "--wiener")
         psnrs[flag] = entry["psnr"]
     # The grouped Wiener step helps, with a learned or a given dictionary.
@@ -228,7 +229,7 @@ def test_cli_dict_with_sparsity(tmp_path, noisy_png):
     ("atoms", "patch_size", "channels", "extra", "message"),
     [
         (dct_dictionary(8, 64, 3), 8, 3, [], "dictionary has 3 channel(s) but"),
-        (dct_dictionary(6, 64), 6, 1, ["--patch-size", "8"], "dictionary has 6x6 patches but --patch-size 8"),
+        (dct_dictionary(6, 64), 6, 1, ["--patch-size", "8"], "has 6x6 patches"),
     ],
 )
 def test_cli_dict_mismatch_is_a_clear_error(tmp_path, noisy_png, atoms, patch_size, channels, extra, message):
@@ -239,8 +240,11 @@ def test_cli_dict_mismatch_is_a_clear_error(tmp_path, noisy_png, atoms, patch_si
     result = CliRunner().invoke(
         cli, ["reconstruct", str(noisy), "-o", str(out), "--dict", str(dict_path), "--sparsity", "2", *extra]
     )
-    assert result.exit_code == 3
-    assert f"Error: {dict_path}: {message}" in result.output
+    if extra:  # a --patch-size that contradicts the dictionary is a usage error, before any work
+        assert result.exit_code == 2 and message in result.output
+    else:  # a dictionary that does not fit the image fails that input, naming both files
+        assert result.exit_code == 3
+        assert f"Error: {noisy}: {dict_path}: {message}" in result.output
     assert not out.exists()
 
 
@@ -248,7 +252,7 @@ def test_cli_sparsity_without_dict_is_a_usage_error(tmp_path, noisy_png):
     noisy, _ = noisy_png
     result = CliRunner().invoke(cli, ["reconstruct", str(noisy), "-o", str(tmp_path / "o.png"), "--sparsity", "3"])
     assert result.exit_code == 2
-    assert "--sparsity applies with --dict" in result.output
+    assert "--sparsity has no effect without --dict" in result.output
 
 
 def test_cli_bad_input_fails_alone(tmp_path, noisy_png):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,10 +212,10 @@ def test_cli_denoises_and_reports(tmp_path, grey_png):
         and "estimated" in result.output
         and "PSNR" in result.output
     )
-    entry = json.loads(report.read_text())["images"][0]
+    entry = json.loads(report.read_text())["records"][0]
     assert entry["weight_source"] == "auto" and entry["sigma_source"] == "estimated"
     assert entry["sigma"] == pytest.approx(20, rel=0.2)
-    assert entry["psnr"] > entry["psnr_noisy"] + 6
+    assert entry["psnr"] > entry["psnr_input"] + 6
     assert entry["dtype"] == "uint8" and read_image(output).dtype == "uint8"
 
 
@@ -233,7 +234,7 @@ def test_cli_given_weight_and_bregman(tmp_path, grey_png):
         (["--anisotropic"], "--anisotropic needs --method bregman"),
         (["--weight", "-1"], "must be a finite number > 0"),
         (["--weight", "lots"], "neither 'auto' nor a number"),
-        (["--weight", "0.1", "--sigma", "10"], "--sigma only serves --weight auto"),
+        (["--weight", "0.1", "--sigma", "10"], "--sigma has no effect with a given --weight"),
     ],
 )
 def test_cli_usage_errors(tmp_path, grey_png, arguments, message):
@@ -268,7 +269,7 @@ def test_cli_dtype_round_trips(tmp_path):
     assert with_alpha.pixels.shape == colour.shape
     np.testing.assert_array_equal(np.rint(with_alpha.alpha * 255), alpha)
     assert read_image(out / "d_rgb.png").pixels.shape == colour.shape
-    entries = json.loads(report.read_text())["images"]
+    entries = json.loads(report.read_text())["records"]
     assert [entry["sigma"] for entry in entries] == [15.0] * 4
     assert all(entry["sigma_source"] == "given" for entry in entries)
     assert [entry["joint_channels"] for entry in entries] == [False, False, True, True]
@@ -291,8 +292,9 @@ def test_cli_batch_with_reference_folder_and_a_bad_input(tmp_path, grey_png):
     assert "broken.png" in result.output and "1 of 2 input(s) could not be processed" in result.output
     assert (tmp_path / "out" / "good.png").exists() and not (tmp_path / "out" / "broken.png").exists()
     payload = json.loads(report.read_text())
-    assert payload["images"][0]["psnr"] > payload["images"][0]["psnr_noisy"]
-    assert payload["failures"][0]["input"].endswith("broken.png")
+    records = {Path(record["input"]).name: record for record in payload["records"]}
+    assert records["good.png"]["psnr"] > records["good.png"]["psnr_input"]
+    assert records["broken.png"]["status"] == "failed" and "PNG" in records["broken.png"]["error"]
 
 
 def test_cli_reference_file_needs_one_input(tmp_path, grey_png):

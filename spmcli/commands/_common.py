@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from ..cli import EXIT_INPUT_ERROR
 from ..errors import SpmcliError
 from ..io.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, find_images
 
@@ -21,16 +21,24 @@ def is_quiet(ctx: click.Context) -> bool:
     return bool((ctx.find_root().obj or {}).get("quiet"))
 
 
+def is_verbose(ctx: click.Context) -> bool:
+    return bool((ctx.find_root().obj or {}).get("verbose"))
+
+
 def say(ctx: click.Context, message: str) -> None:
     """A summary or information line on stdout (silenced by -q)."""
     if not is_quiet(ctx):
         click.echo(message)
 
 
-def progress_bar(ctx: click.Context, total: int | None, description: str, unit: str = "it") -> tqdm:
+def progress_bar(
+    ctx: click.Context, total: int | None, description: str, unit: str = "it", position: int | None = None
+) -> tqdm:
     """A tqdm bar on stderr, shown only when stderr is a terminal and not -q."""
     disable = is_quiet(ctx) or not sys.stderr.isatty()
-    return tqdm(total=total, desc=description, unit=unit, disable=disable, file=sys.stderr, leave=False)
+    return tqdm(
+        total=total, desc=description, unit=unit, disable=disable, file=sys.stderr, leave=False, position=position
+    )
 
 
 def max_pixels_option(function: Callable) -> Callable:
@@ -57,58 +65,6 @@ def expand_images(arguments: tuple[str, ...]) -> list[Path]:
         raise click.BadParameter(str(error), param_hint="IMAGES") from None
 
 
-class Batch:
-    """Collects per-input failures: each is reported at once as one ``Error:``
-    line, the rest of the batch goes on, and :meth:`finish` sums up."""
-
-    def __init__(self, ctx: click.Context, n_inputs: int) -> None:
-        self.ctx = ctx
-        self.n_inputs = n_inputs
-        self.failures: list[tuple[str, str]] = []
-
-    def fail(self, path: str | Path, error: BaseException | str) -> None:
-        if isinstance(error, SpmcliError):
-            cause = error.message
-            path = error.path or path
-        else:
-            cause = str(error)
-        self.failures.append((str(path), cause))
-        if (self.ctx.find_root().obj or {}).get("verbose") and isinstance(error, BaseException):
-            import traceback
-
-            traceback.print_exception(error)
-        click.echo(f"Error: {path}: {cause}", err=True)
-
-    def run(self, path: str | Path, action: Callable[[], Any]) -> Any:
-        """Run ``action``; record a failure (and return None) on a user-facing error.
-        ValueError from the numeric core is a problem with this input, too."""
-        try:
-            return action()
-        except (SpmcliError, ValueError) as error:
-            self.fail(path, error)
-            return None
-        except Exception as error:  # one input's surprise must not stop a cron batch
-            self.fail(path, f"unexpected failure: {type(error).__name__}: {error} (run with -v for details)")
-            if (self.ctx.find_root().obj or {}).get("verbose"):
-                import traceback
-
-                traceback.print_exception(error)
-            return None
-
-    def failure_records(self) -> list[dict[str, str]]:
-        """The failures as report entries: ``{"input": path, "error": cause}``."""
-        return [{"input": path, "error": cause} for path, cause in self.failures]
-
-    def finish(self) -> None:
-        """Print the failure summary and exit 3 when anything failed."""
-        if not self.failures:
-            return
-        click.echo(f"Error: {len(self.failures)} of {self.n_inputs} input(s) could not be processed:", err=True)
-        for path, cause in self.failures:
-            click.echo(f"  {path}: {cause}", err=True)
-        self.ctx.exit(EXIT_INPUT_ERROR)
-
-
 def _same_file(first: Path, second: Path) -> bool:
     try:
         return first.exists() and second.exists() and os.path.samefile(first, second)
@@ -116,51 +72,96 @@ def _same_file(first: Path, second: Path) -> bool:
         return False
 
 
-def check_new_output(output: str | Path, inputs: list[Path], option: str) -> None:
-    """Refuse, as a usage error, an output image path with an unknown extension,
-    in a missing folder, or that is one of the inputs."""
-    target = Path(output)
-    if target.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise click.BadParameter(f"{output}: use an image extension ({', '.join(IMAGE_EXTENSIONS)})", param_hint=option)
-    if not (target.parent if str(target.parent) else Path(".")).is_dir():
-        raise click.BadParameter(f"{output}: folder {target.parent} does not exist", param_hint=option)
+def _usable_folder(folder: Path, option: str, shown: str) -> None:
+    """Create ``folder`` (with its parents) if missing and check that files can be
+    written in it; a usage error naming ``option`` otherwise."""
+    if folder.exists() and not folder.is_dir():
+        raise click.BadParameter(f"{shown}: {folder} exists and is not a folder", param_hint=option)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise click.BadParameter(
+            f"{shown}: cannot write in folder {folder} ({error.strerror or error})", param_hint=option
+        ) from None
+
+
+def prepare_output_file(
+    path: str | Path, option: str, *, extensions: tuple[str, ...] | None = None, inputs: list[Path] = ()
+) -> Path:
+    """Check an output file option before any work starts (the one rule for every output).
+
+    The extension must be one of ``extensions``; the path must not be a folder
+    nor one of the inputs; its folder is created if missing, and must be
+    writable. Anything else is a usage error (exit 2) naming ``option``.
+    """
+    target = Path(path)
+    if extensions is not None and target.suffix.lower() not in extensions:
+        raise click.BadParameter(f"{path}: use the extension {' or '.join(extensions)}", param_hint=option)
+    if target.is_dir():
+        raise click.BadParameter(f"{path} is a folder; give a file name", param_hint=option)
     for source in inputs:
         if target.resolve() == source.resolve() or _same_file(target, source):
-            raise click.BadParameter(f"{output} is an input file; refusing to overwrite it", param_hint=option)
+            raise click.BadParameter(f"{path} is an input file; refusing to overwrite it", param_hint=option)
+    _usable_folder(target.parent if str(target.parent) else Path("."), option, str(path))
+    return target
+
+
+def prepare_output_dir(path: str | Path, option: str) -> Path:
+    """Check an output folder option before any work starts: created if missing, writable."""
+    folder = Path(path)
+    _usable_folder(folder, option, str(path))
+    return folder
 
 
 def output_paths(
     inputs: list[Path], output: str | None, output_dir: str | None, suffix: str | None = None
 ) -> list[Path]:
     """Where each input's result goes: ``-o FILE`` for a single input, or
-    ``--output-dir DIR`` (created if missing) keeping each input's file name
-    (with ``suffix`` as its extension when given). Never an input file."""
+    ``--output-dir DIR`` keeping each input's file name (with ``suffix`` as its
+    extension when given). Folders are created and checked before any work
+    (:func:`prepare_output_file`); never an input file."""
     if (output is None) == (output_dir is None):
         raise click.UsageError("give exactly one of -o/--output FILE or --output-dir DIR")
     if output is not None:
         if len(inputs) != 1:
             raise click.UsageError(f"-o takes a single input, got {len(inputs)}; use --output-dir for a batch")
-        if Path(output).suffix.lower() not in IMAGE_EXTENSIONS:
-            raise click.BadParameter(
-                f"{output}: use an image extension ({', '.join(IMAGE_EXTENSIONS)})", param_hint="-o"
-            )
-        targets = [Path(output)]
-    else:
-        folder = Path(output_dir)
-        if folder.exists() and not folder.is_dir():
-            raise click.BadParameter(f"{folder}: exists and is not a folder", param_hint="--output-dir")
-        folder.mkdir(parents=True, exist_ok=True)
-        targets = [folder / (path.stem + (suffix or path.suffix)) for path in inputs]
-        seen: dict[Path, Path] = {}
-        for source, target in zip(inputs, targets, strict=True):
-            if target in seen:
-                raise click.UsageError(f"{seen[target]} and {source} would both be written to {target}")
-            seen[target] = source
+        return [prepare_output_file(output, "-o", extensions=IMAGE_EXTENSIONS, inputs=inputs)]
+    folder = prepare_output_dir(output_dir, "--output-dir")
+    targets = [folder / (path.stem + (suffix or path.suffix)) for path in inputs]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(inputs, targets, strict=True):
+        if target in seen:
+            raise click.UsageError(f"{seen[target]} and {source} would both be written to {target}")
+        seen[target] = source
     resolved_inputs = {path.resolve() for path in inputs}
     for source, target in zip(inputs, targets, strict=True):
         if target.resolve() in resolved_inputs or any(_same_file(target, path) for path in inputs):
             raise click.UsageError(f"output {target} is an input file ({source}); refusing to overwrite it")
     return targets
+
+
+def check_reference(reference: str | None, inputs: list[Path]) -> None:
+    """``--reference``: a file for a single input, a folder of same-named references for a batch."""
+    if reference is not None and len(inputs) > 1 and not Path(reference).is_dir():
+        raise click.BadParameter(
+            f"{reference} is a file but there are {len(inputs)} inputs; give a folder of references matched by name",
+            param_hint="--reference",
+        )
+
+
+def given(ctx: click.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (or by an environment variable)."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def refuse_unused(ctx: click.Context, names: list[str], reason: str) -> None:
+    """A usage error when any option of ``names`` was given although ``reason`` makes it have no effect."""
+    used = [name for name in names if given(ctx, name)]
+    if used:
+        flags = ", ".join("--" + name.replace("_", "-") for name in used)
+        raise click.UsageError(f"{flags} {'has' if len(used) == 1 else 'have'} no effect {reason}")
 
 
 class AutoOrNumber(click.ParamType):
@@ -199,25 +200,6 @@ def SigmaType() -> AutoOrNumber:
     )
 
 
-def find_reference(reference: str | Path | None, source: Path) -> Path | None:
-    """The clean image to compare ``source``'s result with: the ``--reference``
-    file itself, or in a ``--reference`` folder the file of the same name (else
-    the same stem with any image extension)."""
-    if reference is None:
-        return None
-    location = Path(reference)
-    if not location.is_dir():
-        return location
-    same_name = location / source.name
-    if same_name.is_file():
-        return same_name
-    for extension in IMAGE_EXTENSIONS:
-        candidate = location / (source.stem + extension)
-        if candidate.is_file():
-            return candidate
-    raise SpmcliError(f"no reference image named {source.name} (or {source.stem}.*) in {location}", source)
-
-
 def write_json_report(path: str | Path, payload: dict) -> None:
     """Write a JSON report atomically (non-finite floats become null)."""
     import json
@@ -237,3 +219,18 @@ def write_json_report(path: str | Path, payload: dict) -> None:
         return value
 
     atomic_write_text(path, json.dumps(clean(payload), indent=2) + "\n")
+
+
+def write_csv_report(path: str | Path, records: list[dict], fields: tuple[str, ...]) -> None:
+    """Write records as CSV rows with ``fields`` as columns (empty cells for null), atomically."""
+    import csv
+    import io
+
+    from ..io.atomic import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({key: "" if record.get(key) is None else record[key] for key in fields})
+    atomic_write_text(path, buffer.getvalue())

@@ -4,16 +4,29 @@ Kept apart from learn_dict.py so that command stays about dictionaries."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import numpy as np
 
-from ..inspection.detector import POLARITIES, DetectorSettings, fit_detector, split_calibration
+from ..errors import SpmcliError
+from ..inspection.detector import (
+    MIN_EMPIRICAL_CALIBRATION,
+    POLARITIES,
+    DetectorSettings,
+    fit_detector,
+    split_calibration,
+)
 from ..io.images import read_image
 from ..sparse.dictionary import Dictionary
-from ._common import Batch, expand_images, progress_bar
+from ._common import expand_images, progress_bar
+
+# Options that only mean something with --detector (--calibration-images implies it).
+DETECTOR_ONLY = ("calibration_share", "threshold_quantile", "aligned", "polarity", "downscale")
+# A threshold from fewer calibration images is refused: a quantile of one or two scores means nothing.
+MIN_CALIBRATION_IMAGES = 3
 
 # learn-dict options that take detector defaults when --detector is on and they
 # were not given: small, fast dictionaries code good texture and leave defects out.
@@ -75,10 +88,6 @@ def detector_options(function: Callable) -> Callable:
     return function
 
 
-def detector_requested(detector: bool, calibration_images: tuple[str, ...]) -> bool:
-    return detector or bool(calibration_images)
-
-
 def apply_detector_defaults(ctx: click.Context, values: dict) -> dict:
     """Replace the values of options the user did not give by the detector defaults."""
     updated = dict(values)
@@ -88,10 +97,20 @@ def apply_detector_defaults(ctx: click.Context, values: dict) -> dict:
     return updated
 
 
+def _read_all(paths: list[Path], max_pixels: int, failures: list[tuple[str, str]]) -> list[np.ndarray]:
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path, max_pixels=max_pixels).pixels)
+        except SpmcliError as error:
+            failures.append((str(error.path or path), error.message))
+            click.echo(f"Error: {error.path or path}: {error.message}", err=True)
+    return images
+
+
 def learn_detector(
     ctx: click.Context,
-    batch: Batch,
-    good: list[np.ndarray],
+    paths: list[Path],
     *,
     calibration_images: tuple[str, ...],
     calibration_share: float,
@@ -108,15 +127,21 @@ def learn_detector(
     max_patches: int,
     seed: int,
     max_pixels: int,
-) -> Dictionary | None:
-    """Learn and calibrate the detector; None (after reporting) when it cannot be."""
+    jobs: int,
+    scheduler: str | None,
+) -> Dictionary:
+    """Learn and calibrate the detector from the good images ``paths``.
+
+    Unreadable images are reported (one ``Error:`` line each) and left out;
+    ``metadata["detector"]["failed_inputs"]`` lists them so the command exits 3.
+    """
+    if calibration_images and ctx.get_parameter_source("calibration_share").name != "DEFAULT":
+        raise click.UsageError("--calibration-share has no effect with --calibration-images")
+    calibration_paths = expand_images(calibration_images) if calibration_images else []
+    failures: list[tuple[str, str]] = []
+    good = _read_all(paths, max_pixels, failures)
     if calibration_images:
-        calibration_paths = expand_images(calibration_images)
-        calibration = []
-        for path in calibration_paths:
-            image = batch.run(path, lambda path=path: read_image(path, max_pixels=max_pixels))
-            if image is not None:
-                calibration.append(image.pixels)
+        calibration = _read_all(calibration_paths, max_pixels, failures)
         training = good
     else:
         try:
@@ -125,9 +150,11 @@ def learn_detector(
             raise click.UsageError(str(error)) from None
         training = [good[i] for i in train_index]
         calibration = [good[i] for i in calibration_index]
-    if not calibration:
-        batch.fail("--calibration-images", "no calibration image could be read")
-        return None
+    if len(calibration) < MIN_CALIBRATION_IMAGES:
+        raise click.UsageError(
+            f"{len(calibration)} calibration image(s): a threshold needs at least {MIN_CALIBRATION_IMAGES} "
+            "(give more --calibration-images, or more good images with a larger --calibration-share)"
+        )
     settings = DetectorSettings(
         mode="aligned" if aligned else "pooled",
         downscale=downscale,
@@ -156,7 +183,16 @@ def learn_detector(
                 callback=report,
             )
         except ValueError as error:
-            batch.fail(Path("IMAGES"), error)
-            return None
+            raise SpmcliError(f"cannot learn a detector: {error}", "IMAGES") from None
+    dictionary.metadata["training_images"] = [path.name for path in paths]
     dictionary.metadata["detector"]["threshold_method"] = detector.threshold_method
+    dictionary.metadata["detector"]["failed_inputs"] = [path for path, _ in failures]
+    if len(calibration) < MIN_EMPIRICAL_CALIBRATION:
+        warnings.warn(
+            f"the threshold comes from only {len(calibration)} calibration images (fewer than "
+            f"{MIN_EMPIRICAL_CALIBRATION}): it is rough; give more good images for calibration, "
+            "or set --threshold from the report",
+            UserWarning,
+            stacklevel=2,
+        )
     return dictionary

@@ -4,25 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import math
-import time
 from pathlib import Path
 
 import click
 
-from .._version import __version__
-from ..cli import EXIT_ANOMALY
-from ..errors import DictionaryFormatError
-from ..inspection.detector import Detector, NoDetectorError
-from ..inspection.report import anomaly_overlay, image_record, write_report
-from ..io.images import read_image, to_grey, write_image
-from ..sparse.dictionary import load_dictionary
-from ._common import Batch, expand_images, max_pixels_option, progress_bar, say
+from ..batch import BatchResult, Task
+from ..tasks import detect as task_module
+from ._batch import batch_options, resolve_workers, run_batch
+from ._common import (
+    expand_images,
+    is_quiet,
+    max_pixels_option,
+    prepare_output_dir,
+    prepare_output_file,
+    write_csv_report,
+    write_json_report,
+)
+
+# Peak memory of one worker per input pixel (measured by benchmarks/bench_batch.py), for --jobs auto.
+PEAK_BYTES_PER_PIXEL = 80.0
+# Columns of a CSV report: one row per input.
+CSV_FIELDS = (
+    "input",
+    "status",
+    "score",
+    "threshold",
+    "is_anomaly",
+    "psnr",
+    "ssim",
+    "max_patch_error",
+    "anomaly_map",
+    "overlay",
+    "error",
+    "seconds",
+)
 
 EPILOG = """\b
 Examples:
   spmcli learn-dict good/ -o model.npz --detector
   spmcli detect incoming/ --dict model.npz --report report.json --heatmap-dir maps/
-  spmcli detect "line3/*.png" --dict model.npz --report today.csv --fail-on-anomaly
+  spmcli detect "line3/*.png" --dict model.npz --report today.csv --fail-on-anomaly --jobs auto
 """
 
 
@@ -34,10 +55,10 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _heatmap_targets(paths: list[Path], folder: Path) -> dict[Path, tuple[Path, Path]]:
+def _heatmap_targets(paths: list[Path], folder: Path) -> list[task_module.HeatmapPaths]:
     """``<stem>_anomaly.tiff`` (raw float32 map) and ``<stem>_overlay.png`` per input;
     inputs sharing a file stem get a numeric suffix so nothing is overwritten."""
-    targets: dict[Path, tuple[Path, Path]] = {}
+    targets = []
     used: set[str] = set()
     for path in paths:
         stem = path.stem
@@ -46,8 +67,19 @@ def _heatmap_targets(paths: list[Path], folder: Path) -> dict[Path, tuple[Path, 
             counter += 1
             candidate = f"{stem}_{counter}"
         used.add(candidate)
-        targets[path] = (folder / f"{candidate}_anomaly.tiff", folder / f"{candidate}_overlay.png")
+        targets.append(
+            task_module.HeatmapPaths(
+                str(folder / f"{candidate}_anomaly.tiff"), str(folder / f"{candidate}_overlay.png")
+            )
+        )
     return targets
+
+
+def _write_report(path: str, report: dict) -> None:
+    if Path(path).suffix.lower() == ".csv":
+        write_csv_report(path, report["records"], CSV_FIELDS)
+    else:
+        write_json_report(path, report)
 
 
 @click.command(name="detect", epilog=EPILOG)
@@ -79,6 +111,7 @@ def _heatmap_targets(paths: list[Path], folder: Path) -> dict[Path, tuple[Path, 
     help="Write <name>_anomaly.tiff (float32 per-pixel anomaly) and <name>_overlay.png for each image.",
 )
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with code 1 when any image is anomalous.")
+@batch_options()
 @max_pixels_option
 @click.pass_context
 def command(
@@ -90,6 +123,9 @@ def command(
     heatmap_dir: str | None,
     fail_on_anomaly: bool,
     max_pixels: int,
+    jobs: int | str,
+    scheduler: str | None,
+    skip_existing: bool,
 ) -> None:
     """Score IMAGES for defects with a detector learned from good images.
 
@@ -98,86 +134,64 @@ def command(
     good images at learn-dict time (or --threshold). Images that cannot be read
     are reported (exit code 3; that takes precedence over 1) and the others
     are still scored. With --fail-on-anomaly the exit code is 1 when any image
-    is anomalous.
+    is anomalous. --jobs scores images in parallel (same results).
     """
     if threshold is not None and not math.isfinite(threshold):
         raise click.BadParameter("must be a finite number", param_hint="--threshold")
     paths = expand_images(images)
-    started = time.perf_counter()
-    dictionary = load_dictionary(dictionary_path)
-    try:
-        detector = Detector.from_dictionary(dictionary)
-    except NoDetectorError as error:
-        raise DictionaryFormatError(str(error), dictionary_path) from None
+    if report_path is not None:
+        prepare_output_file(report_path, "--report", extensions=(".json", ".csv"), inputs=paths)
+    heatmaps = [None] * len(paths)
+    if heatmap_dir is not None:
+        heatmaps = _heatmap_targets(paths, prepare_output_dir(heatmap_dir, "--heatmap-dir"))
+    elif skip_existing:
+        raise click.UsageError("--skip-existing needs per-image outputs to look for (--heatmap-dir)")
+    # Read once here so that a bad model is one error before any image is scored.
+    detector = task_module.load_detector(dictionary_path)
     used_threshold = detector.threshold if threshold is None else threshold
     method = detector.threshold_method if threshold is None else "given with --threshold"
-    heatmaps: dict[Path, tuple[Path, Path]] = {}
-    if heatmap_dir is not None:
-        folder = Path(heatmap_dir)
-        if folder.exists() and not folder.is_dir():
-            raise click.BadParameter(f"{folder}: exists and is not a folder", param_hint="--heatmap-dir")
-        folder.mkdir(parents=True, exist_ok=True)
-        heatmaps = _heatmap_targets(paths, folder)
+    workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
+    settings = task_module.DetectSettings(model=dictionary_path, threshold=used_threshold, max_pixels=max_pixels)
+    tasks = [
+        Task(
+            index,
+            str(path),
+            outputs=() if target is None else (target.anomaly_map, target.overlay),
+            payload=target,
+        )
+        for index, (path, target) in enumerate(zip(paths, heatmaps, strict=True))
+    ]
 
-    batch = Batch(ctx, len(paths))
-    records = []
-    n_anomalies = 0
-    with progress_bar(ctx, len(paths), "detect", unit="img") as bar:
-        for path in paths:
-            before = len(batch.failures)
+    def anomaly_line(record: dict) -> None:
+        if record["status"] == "done" and record["is_anomaly"] and not is_quiet(ctx):
+            click.echo(f"anomaly: {record['input']} (score {record['score']:.3f} > {used_threshold:.3f})", err=True)
 
-            def score_one(path: Path = path):
-                image = read_image(path, max_pixels=max_pixels)
-                return image, detector.score(image.pixels, with_map=path in heatmaps)
+    def count_anomalies(result: BatchResult) -> int:
+        return sum(1 for record in result.records if record["status"] == "done" and record["is_anomaly"])
 
-            outcome = batch.run(path, score_one)
-            bar.update(1)
-            if outcome is None:
-                records.append(image_record(path, threshold=used_threshold, error=batch.failures[before][1]))
-                continue
-            image, result = outcome
-            anomalous = detector.is_anomaly(result.score, used_threshold)
-            n_anomalies += anomalous
-            map_path = overlay_path = None
-            if path in heatmaps:
-                map_path, overlay_path = heatmaps[path]
-                write_image(map_path, result.anomaly_map.astype("float32"), dtype="float32")
-                # Colour from half the threshold (typical of good texture) to the threshold.
-                overlay = anomaly_overlay(to_grey(image.pixels), result.anomaly_map, used_threshold / 2, used_threshold)
-                write_image(overlay_path, overlay, dtype="uint8")
-            records.append(
-                image_record(
-                    path,
-                    score=result.score,
-                    threshold=used_threshold,
-                    is_anomaly=anomalous,
-                    psnr=result.psnr,
-                    ssim=result.ssim,
-                    max_patch_error=result.max_patch_error,
-                    anomaly_map=map_path,
-                    overlay=overlay_path,
-                )
-            )
-            if anomalous:
-                click.echo(f"anomaly: {path} (score {result.score:.3f} > {used_threshold:.3f})", err=True)
-
-    if report_path is not None:
-        header = {
-            "spmcli_version": __version__,
-            "dictionary": {"path": str(dictionary_path), "sha256": _sha256(dictionary_path)},
-            "patch_size": dictionary.patch_size,
-            "detector_mode": detector.settings.mode,
-            "threshold": used_threshold,
-            "threshold_method": method,
-            "counts": {"images": len(paths), "anomalies": n_anomalies, "failures": len(batch.failures)},
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        write_report(report_path, header, records)
-    say(
+    run_batch(
         ctx,
-        f"Scored {len(paths) - len(batch.failures)} of {len(paths)} image(s): {n_anomalies} anomalous "
-        f"(threshold {used_threshold:.3f}, {method})" + (f" -> {report_path}" if report_path else ""),
+        command="detect",
+        function=task_module.score_image,
+        tasks=tasks,
+        settings=settings,
+        jobs=workers,
+        scheduler=scheduler,
+        skip_existing=skip_existing,
+        verb="Scored",
+        report_path=report_path,
+        write_report=_write_report,
+        extra_header={
+            "model": {
+                "path": str(dictionary_path),
+                "sha256": _sha256(dictionary_path),
+                "mode": detector.settings.mode,
+                "threshold": used_threshold,
+                "threshold_method": method,
+            }
+        },
+        on_record=anomaly_line,
+        extra_counts=lambda result: {"anomalies": count_anomalies(result)},
+        anomalies=count_anomalies,
+        final_note=lambda result: f": {count_anomalies(result)} anomalous (threshold {used_threshold:.3f}, {method})",
     )
-    batch.finish()
-    if fail_on_anomaly and n_anomalies:
-        ctx.exit(EXIT_ANOMALY)

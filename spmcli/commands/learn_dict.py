@@ -3,23 +3,38 @@
 from __future__ import annotations
 
 import time
+import traceback
 from pathlib import Path
 
 import click
 import numpy as np
 
+from ..batch import Stopped, Task, run_tasks
 from ..errors import SpmcliError
-from ..io.images import read_image, to_grey, write_image
+from ..io.images import IMAGE_EXTENSIONS, probe_image, write_image
 from ..sparse.dictionary import Dictionary, atoms_mosaic, save_dictionary
-from ..sparse.learning import learn_dictionary
-from ._common import Batch, check_new_output, expand_images, max_pixels_option, progress_bar, say, seed_option
-from ._detector_options import apply_detector_defaults, detector_options, detector_requested, learn_detector
+from ..sparse.learning import learn_dictionary_from_patches, patch_quotas
+from ..tasks.learn import SampleSettings, sample_training_patches
+from ._batch import batch_options, resolve_workers
+from ._common import (
+    expand_images,
+    is_verbose,
+    max_pixels_option,
+    prepare_output_file,
+    progress_bar,
+    say,
+    seed_option,
+)
+from ._detector_options import DETECTOR_ONLY, apply_detector_defaults, detector_options, learn_detector
+
+# Reading and sampling one image needs a few copies of it (for --jobs auto).
+PEAK_BYTES_PER_PIXEL = 60.0
 
 EPILOG = """\b
 Examples:
   spmcli learn-dict sample_images/ -o dict.npz --atoms-png atoms.png
   spmcli learn-dict "scans/*.png" -o dict.npz --patch-size 8 --n-atoms 256 --sparsity 4 --seed 1
-  spmcli learn-dict good/ -o dict.npz --tol 5 --method approx --iters 20
+  spmcli learn-dict good/ -o dict.npz --tol 5 --method approx --iters 20 --jobs auto
   spmcli learn-dict good/ -o model.npz --detector --calibration-images more-good/
 """
 
@@ -29,14 +44,6 @@ def _save(dictionary: Dictionary, output: str, atoms_png: str | None) -> None:
     if atoms_png:
         picture = atoms_mosaic(dictionary.atoms, dictionary.patch_size, dictionary.n_channels)
         write_image(atoms_png, picture, dtype="uint8")
-
-
-def _learn_or_explain(source: str, images: list[np.ndarray], **options) -> Dictionary:
-    """Learn, turning a problem with the training data itself into a user-facing error."""
-    try:
-        return learn_dictionary(images, **options)
-    except ValueError as error:
-        raise SpmcliError(f"cannot learn a dictionary: {error}", source) from None
 
 
 @click.command(name="learn-dict", epilog=EPILOG)
@@ -83,6 +90,7 @@ def _learn_or_explain(source: str, images: list[np.ndarray], **options) -> Dicti
 @click.option("--grayscale", is_flag=True, help="Convert colour images to grey and learn a grey dictionary.")
 @click.option("--atoms-png", type=click.Path(dir_okay=False), default=None, help="Also write a picture of the atoms.")
 @detector_options
+@batch_options(skip_existing=False)
 @seed_option
 @max_pixels_option
 @click.pass_context
@@ -103,6 +111,8 @@ def command(
     atoms_png: str | None,
     seed: int,
     max_pixels: int,
+    jobs: int | str,
+    scheduler: str | None,
     **detector_settings,
 ) -> None:
     """Learn a patch dictionary from IMAGES with K-SVD and save it as an .npz file.
@@ -111,100 +121,129 @@ def command(
     dictionary learned from an overcomplete DCT start. All images must have
     the same number of channels (or use --grayscale); images that cannot be
     read are reported and skipped, and the command then exits with code 3.
+    With --jobs, images are read and sampled in parallel (same result).
     """
     paths = expand_images(images)
-    if Path(output).suffix.lower() != ".npz":
-        raise click.BadParameter(f"{output}: the dictionary file must end in .npz", param_hint="-o")
+    prepare_output_file(output, "-o", extensions=(".npz",), inputs=paths)
     if atoms_png:
-        check_new_output(atoms_png, paths, "--atoms-png")
+        prepare_output_file(atoms_png, "--atoms-png", extensions=IMAGE_EXTENSIONS, inputs=paths)
+    detector = detector_settings.pop("detector") or bool(detector_settings["calibration_images"])
+    if not detector:
+        used = [name for name in DETECTOR_ONLY if ctx.get_parameter_source(name).name != "DEFAULT"]
+        if used:
+            flags = ", ".join("--" + name.replace("_", "-") for name in used)
+            raise click.UsageError(f"{flags} {'only applies' if len(used) == 1 else 'only apply'} with --detector")
+    workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
     started = time.perf_counter()
-    batch = Batch(ctx, len(paths))
-    loaded: list[np.ndarray] = []
-    used_paths: list[Path] = []
-    for path in paths:
-        image = batch.run(path, lambda path=path: read_image(path, max_pixels=max_pixels))
-        if image is None:
-            continue
-        pixels = to_grey(image.pixels) if grayscale else image.pixels
-        if min(pixels.shape[:2]) < patch_size:
-            batch.fail(
-                path,
-                f"image is {pixels.shape[1]} x {pixels.shape[0]} pixels, "
-                f"smaller than the {patch_size} x {patch_size} patch",
-            )
-            continue
-        channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-        first_channels = channels if not loaded else (1 if loaded[0].ndim == 2 else loaded[0].shape[2])
-        if channels != first_channels:
-            batch.fail(
-                path,
-                f"has {channels} channel(s) but {used_paths[0]} has {first_channels}; "
-                "use --grayscale to learn from both",
-            )
-            continue
-        loaded.append(pixels)
-        used_paths.append(path)
-    if not loaded:
-        batch.finish()
-        return
 
-    if detector_requested(detector_settings["detector"], detector_settings["calibration_images"]):
+    if detector:
         if tol is not None:
             raise click.UsageError("--tol cannot be used with --detector (the detector codes with --sparsity)")
+        if grayscale or ctx.get_parameter_source("remove_mean").name != "DEFAULT":
+            raise click.UsageError("--grayscale and --keep-mean have no effect with --detector (it works on grey, "
+                                   "mean-removed patches)")  # fmt: skip
         options = apply_detector_defaults(
             ctx,
             {"n_atoms": n_atoms, "sparsity": sparsity, "iters": iters, "method": method, "max_patches": max_patches},
         )
-        detector_settings.pop("detector")
         dictionary = learn_detector(
-            ctx, batch, loaded, patch_size=patch_size, init=init, seed=seed, max_pixels=max_pixels,
-            **options, **detector_settings,
+            ctx, paths, patch_size=patch_size, init=init, seed=seed, max_pixels=max_pixels, jobs=workers,
+            scheduler=scheduler, **options, **detector_settings,
         )  # fmt: skip
-        if dictionary is None:
-            batch.finish()
-            return
-        dictionary.metadata["training_images"] = [path.name for path in used_paths]
         _save(dictionary, output, atoms_png)
+        record = dictionary.metadata["detector"]
+        mode = record["mode"]
         say(
             ctx,
-            f"Learned a {dictionary.metadata['detector']['mode']} detector ({dictionary.n_atoms} atoms, "
-            f"{patch_size}x{patch_size}) from {dictionary.metadata['detector']['n_good_images']} good image(s) "
-            f"in {time.perf_counter() - started:.1f} s; threshold {dictionary.metadata['detector']['threshold']:.3f} "
-            f"({dictionary.metadata['detector']['threshold_method']}) -> {output}",
+            f"Learned {'an' if mode[0] in 'aeiou' else 'a'} {mode} detector ({dictionary.n_atoms} atoms, "
+            f"{patch_size}x{patch_size}) from {record['n_good_images']} good image(s) "
+            f"in {time.perf_counter() - started:.1f} s; threshold {record['threshold']:.3f} "
+            f"({record['threshold_method']}) -> {output}",
         )
-        batch.finish()
+        if record.get("failed_inputs"):
+            ctx.exit(3)
         return
 
-    tol_unit = None if tol is None else tol / 255.0
-    with progress_bar(ctx, iters, "K-SVD", unit="iter") as bar:
+    # Each image's share of patches, from the headers; images are then read and sampled
+    # one by one (in parallel with --jobs), each seeded by its position.
+    failures: list[tuple[str, str]] = []
+    shapes = {}
+    for path in paths:
+        try:
+            width, height = probe_image(path, max_pixels=max_pixels)
+            if min(width, height) < patch_size:
+                raise ValueError(
+                    f"image is {width} x {height} pixels, smaller than the {patch_size} x {patch_size} patch"
+                )
+            shapes[path] = (height, width)
+        except Exception as error:  # the reader's own message, one line
+            message = getattr(error, "message", str(error))
+            failures.append((str(path), message))
+            click.echo(f"Error: {path}: {message}", err=True)
+            if is_verbose(ctx):
+                traceback.print_exc()
+    readable = [path for path in paths if path in shapes]
+    quotas = patch_quotas([shapes[path] for path in readable], patch_size, max_patches) if readable else []
+    tasks = [
+        Task(index, str(path), payload=quota) for index, (path, quota) in enumerate(zip(readable, quotas, strict=True))
+    ]
+    settings = SampleSettings(patch_size=patch_size, grayscale=grayscale, seed=seed, max_pixels=max_pixels)
 
-        def report(iteration: int, n_iterations: int, rmse: float) -> None:
-            bar.update(1)
-            bar.set_postfix(rmse=f"{rmse * 255:.3f}/255")
+    def received(record: dict) -> None:
+        if record["status"] == "failed":
+            failures.append((record["input"], record["error"]))
+            click.echo(f"Error: {record['input']}: {record['error']}", err=True)
+            if is_verbose(ctx) and record.get("traceback"):
+                click.echo(record["traceback"].rstrip(), err=True)
 
-        dictionary = _learn_or_explain(
-            " ".join(images),
-            loaded,
-            patch_size=patch_size,
-            n_atoms=n_atoms,
-            sparsity=sparsity,
-            tol=tol_unit,
-            n_iterations=iters,
-            method="exact" if method == "ksvd" else "approx",
-            init=init,
-            max_patches=max_patches,
-            remove_mean=remove_mean,
-            seed=seed,
-            callback=report,
+    result = run_tasks(sample_training_patches, tasks, settings, jobs=workers, scheduler=scheduler, on_record=received)
+    if result.stopped_by is not None:
+        raise Stopped(result.stopped_by)
+    samples, used_paths, n_channels = [], [], None
+    for record in result.records:
+        if record["status"] != "done":
+            continue
+        if n_channels is None:
+            n_channels = record["n_channels"]
+        elif record["n_channels"] != n_channels:
+            cause = (
+                f"has {record['n_channels']} channel(s) but {used_paths[0]} has {n_channels}; "
+                "use --grayscale to learn from both"
+            )
+            failures.append((record["input"], cause))
+            click.echo(f"Error: {record['input']}: {cause}", err=True)
+            continue
+        samples.append(record["patches"])
+        used_paths.append(record["input"])
+    if samples:
+        tol_unit = None if tol is None else tol / 255.0
+        with progress_bar(ctx, iters, "K-SVD", unit="iter") as bar:
+
+            def report(iteration: int, n_iterations: int, rmse: float) -> None:
+                bar.update(1)
+                bar.set_postfix(rmse=f"{rmse * 255:.3f}/255")
+
+            try:
+                dictionary = learn_dictionary_from_patches(
+                    np.concatenate(samples), patch_size=patch_size, n_channels=n_channels, n_atoms=n_atoms,
+                    sparsity=sparsity, tol=tol_unit, n_iterations=iters,
+                    method="exact" if method == "ksvd" else "approx", init=init, remove_mean=remove_mean, seed=seed,
+                    n_images=len(samples), callback=report,
+                )  # fmt: skip
+            except ValueError as error:
+                raise SpmcliError(f"cannot learn a dictionary: {error}", " ".join(images)) from None
+        dictionary.metadata["training_images"] = [Path(path).name for path in used_paths]
+        _save(dictionary, output, atoms_png)
+        history = dictionary.metadata["error_history"]
+        error_text = f"; RMS error {history[-1] * 255:.2f}/255" if history else ""
+        say(
+            ctx,
+            f"Learned {dictionary.n_atoms} atoms ({patch_size}x{patch_size}, {dictionary.n_channels} channel(s)) "
+            f"from {dictionary.metadata['n_training_patches']:,} patches of {len(samples)} image(s) "
+            f"in {time.perf_counter() - started:.1f} s{error_text} -> {output}",
         )
-    dictionary.metadata["training_images"] = [path.name for path in used_paths]
-    _save(dictionary, output, atoms_png)
-    history = dictionary.metadata["error_history"]
-    error_text = f"; RMS error {history[-1] * 255:.2f}/255" if history else ""
-    say(
-        ctx,
-        f"Learned {dictionary.n_atoms} atoms ({patch_size}x{patch_size}, {dictionary.n_channels} channel(s)) "
-        f"from {dictionary.metadata['n_training_patches']:,} patches of {len(loaded)} image(s) "
-        f"in {time.perf_counter() - started:.1f} s{error_text} -> {output}",
-    )
-    batch.finish()
+    if failures:
+        click.echo(f"Error: {len(failures)} of {len(paths)} input(s) could not be processed:", err=True)
+        for path, cause in failures:
+            click.echo(f"  {path}: {cause}", err=True)
+        ctx.exit(3)

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import click
-import numpy as np
 
-from ..errors import SpmcliError
-from ..io.images import read_image, to_dtype, write_image
-from ..metrics import psnr, ssim
-from ..restoration.total_variation import tv_denoise
+from ..batch import Task
 from ..restoration.tv_solvers import METHODS
+from ..tasks import tv_denoise as task_module
+from ._batch import batch_options, resolve_workers, run_batch
 from ._common import (
     AutoOrNumber,
-    Batch,
     SigmaType,
+    check_reference,
     expand_images,
-    find_reference,
     max_pixels_option,
     output_paths,
-    progress_bar,
-    say,
-    write_json_report,
+    prepare_output_file,
+    refuse_unused,
 )
+
+# Peak memory of one worker per input pixel (measured by benchmarks/bench_batch.py), for --jobs auto.
+PEAK_BYTES_PER_PIXEL = 120.0
 
 EPILOG = """\b
 Examples:
   spmcli tv-denoise noisy.png -o clean.png
-  spmcli tv-denoise scans/ --output-dir denoised/ --sigma 20 --report tv.json
+  spmcli tv-denoise scans/ --output-dir denoised/ --sigma 20 --report tv.json --jobs auto
   spmcli tv-denoise photo.tif -o smooth.tif --weight 0.2 --method bregman --anisotropic
   spmcli tv-denoise noisy/ --output-dir out/ --reference clean/ --report tv.json
 """
@@ -86,6 +82,7 @@ Examples:
 @click.option(
     "--report", type=click.Path(dir_okay=False), default=None, help="Write per-image details to this JSON file."
 )
+@batch_options()
 @max_pixels_option
 @click.pass_context
 def command(
@@ -102,6 +99,9 @@ def command(
     reference: str | None,
     report: str | None,
     max_pixels: int,
+    jobs: int | str,
+    scheduler: str | None,
+    skip_existing: bool,
 ) -> None:
     """Denoise IMAGES with total variation (Rudin-Osher-Fatemi), choosing the weight
     from the noise level unless --weight is given.
@@ -117,126 +117,25 @@ def command(
     paths = expand_images(images)
     if anisotropic and method != "bregman":
         raise click.UsageError("--anisotropic needs --method bregman (Chambolle's solver is isotropic only)")
-    if weight != "auto" and sigma != "auto":
-        raise click.UsageError("--sigma only serves --weight auto; give one or the other")
-    reference_path = None if reference is None else Path(reference)
-    if reference_path is not None and not reference_path.is_dir() and len(paths) != 1:
-        raise click.BadParameter(
-            f"{reference} is a file but there are {len(paths)} inputs; give a folder of references matched by name",
-            param_hint="--reference",
-        )
+    if weight != "auto":
+        refuse_unused(ctx, ["sigma"], "with a given --weight (sigma only serves --weight auto)")
+    if method == "bregman":
+        refuse_unused(ctx, ["separate_channels"], "with --method bregman (it always works channel by channel)")
+    check_reference(reference, paths)
     targets = output_paths(paths, output, output_dir)
-    batch = Batch(ctx, len(paths))
-    records: list[dict] = []
-    started = time.perf_counter()
-    with progress_bar(ctx, len(paths), "TV denoise", unit="image") as bar:
-        for source, target in zip(paths, targets, strict=True):
-            record = batch.run(
-                source,
-                lambda source=source, target=target: _denoise_one(
-                    source,
-                    target,
-                    reference_path,
-                    weight,
-                    sigma,
-                    method,
-                    anisotropic,
-                    separate_channels,
-                    max_iter,
-                    max_pixels,
-                ),
-            )
-            bar.update(1)
-            if record is None:
-                continue
-            records.append(record)
-            bar.clear()
-            say(ctx, _summary_line(record))
-    if report:
-        write_json_report(
-            report,
-            {
-                "command": "tv-denoise",
-                "method": method,
-                "anisotropic": anisotropic,
-                "weight_option": weight,
-                "sigma_option": sigma,
-                "images": records,
-                "failures": batch.failure_records(),
-            },
-        )
-    if len(records) > 1:
-        say(ctx, f"Denoised {len(records)} image(s) in {time.perf_counter() - started:.1f} s")
-    batch.finish()
-
-
-def _denoise_one(
-    source: Path,
-    target: Path,
-    reference: Path | None,
-    weight: float | str,
-    sigma: float | str,
-    method: str,
-    anisotropic: bool,
-    separate_channels: bool,
-    max_iter: int | None,
-    max_pixels: int,
-) -> dict:
-    image = read_image(source, max_pixels=max_pixels)
-    clean = None
-    reference_file = find_reference(reference, source)
-    if reference_file is not None:
-        clean = read_image(reference_file, max_pixels=max_pixels).pixels
-        if clean.shape != image.pixels.shape:
-            raise SpmcliError(f"reference {reference_file} is {clean.shape}, the image is {image.pixels.shape}", source)
-    started = time.perf_counter()
-    result = tv_denoise(
-        image.pixels,
-        weight,
-        sigma=None if sigma == "auto" else float(sigma) / 255.0,
-        method=method,
-        anisotropic=anisotropic,
-        joint_channels=not separate_channels,
-        max_iterations=max_iter,
-    )
-    seconds = time.perf_counter() - started
-    written_dtype = write_image(target, result.image, dtype=image.dtype, alpha=image.alpha)
-    record = {
-        "input": str(source),
-        "output": str(target),
-        "dtype": written_dtype,
-        "method": result.method,
-        "weight": result.weight,
-        "weight_source": "auto" if weight == "auto" else "given",
-        "rule_weight": result.rule_weight,
-        "solver_weight": result.solver_weight,
-        "sigma": None if result.sigma is None else result.sigma * 255.0,
-        "sigma_source": None if result.sigma is None else ("estimated" if sigma == "auto" else "given"),
-        "joint_channels": result.joint_channels,
-        "iterations": result.iterations,
-        "max_iterations": result.max_iterations,
-        "seconds": round(seconds, 4),
-    }
-    if clean is not None:
-        # Compare what was written (after rounding to the output's dtype), not the float result.
-        scale = {"uint8": 255.0, "uint16": 65535.0}.get(written_dtype)
-        stored = to_dtype(result.image, written_dtype).astype(np.float64)
-        stored = stored / scale if scale else stored
-        record["reference"] = str(reference_file)
-        record["psnr_noisy"] = psnr(clean, image.pixels)
-        record["psnr"] = psnr(clean, stored)
-        record["ssim"] = ssim(clean, stored)
-    return record
-
-
-def _summary_line(record: dict) -> str:
-    if record["sigma"] is not None:
-        how = f"auto, sigma {record['sigma']:.1f}/255 {record['sigma_source']}"
-        if record["rule_weight"] is not None and record["weight"] != record["rule_weight"]:
-            how += f", SURE: {record['weight'] / record['rule_weight']:.2f} x rule"
-    else:
-        how = "given"
-    text = f"{record['input']}: weight {record['weight']:.4g} ({how}), {record['method']}, {record['seconds']:.2f} s"
-    if "psnr" in record:
-        text += f", PSNR {record['psnr_noisy']:.2f} -> {record['psnr']:.2f} dB, SSIM {record['ssim']:.3f}"
-    return f"{text} -> {record['output']}"
+    if report is not None:
+        prepare_output_file(report, "--report", extensions=(".json",), inputs=paths)
+    workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
+    settings = task_module.TVSettings(
+        weight=weight, sigma=sigma, method=method, anisotropic=anisotropic, separate_channels=separate_channels,
+        max_iterations=max_iter, reference=reference, max_pixels=max_pixels,
+    )  # fmt: skip
+    tasks = [
+        Task(index, str(path), str(target), (str(target),))
+        for index, (path, target) in enumerate(zip(paths, targets, strict=True))
+    ]
+    run_batch(
+        ctx, command="tv-denoise", function=task_module.tv_denoise_image, tasks=tasks, settings=settings,
+        jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
+        verb="Denoised", report_path=report,
+    )  # fmt: skip

@@ -34,6 +34,7 @@ __all__ = [
     "read_image",
     "write_image",
     "find_images",
+    "probe_image",
     "to_dtype",
     "to_grey",
 ]
@@ -164,6 +165,50 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     else:
         pixels, alpha, dtype = _read_with_pillow(path, kind, max_pixels)
     return _finish(path, pixels, alpha, dtype)
+
+
+def probe_image(path: str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """Width and height of an image file, from its header (no pixel is decoded).
+
+    Raises
+    ------
+    ImageReadError
+        When the file cannot be read, is not an image, or declares more than
+        ``max_pixels`` pixels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError("no such file" if not path.exists() else "is a folder, not an image file", path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as error:
+        raise ImageReadError(f"cannot read file: {error.strerror or error}", path) from None
+    if not head:
+        raise ImageReadError("empty file (0 bytes)", path)
+    kind = _sniff(head)
+    if kind is None:
+        raise ImageReadError("not an image file (not PNG, JPEG, TIFF or BMP)", path)
+    previous_limit = PILImage.MAX_IMAGE_PIXELS
+    try:
+        if kind == "TIFF":
+            import tifffile
+
+            with tifffile.TiffFile(path) as tiff:
+                page = tiff.pages[0]
+                width, height = int(page.shape[page.axes.index("X")]), int(page.shape[page.axes.index("Y")])
+        else:
+            PILImage.MAX_IMAGE_PIXELS = None  # our own limit applies, below
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with PILImage.open(path) as picture:
+                    width, height = int(picture.width), int(picture.height)
+    except Exception as error:  # any parser error means a bad header
+        raise ImageReadError(f"corrupt {kind} file ({_describe(error)})", path) from None
+    finally:
+        PILImage.MAX_IMAGE_PIXELS = previous_limit
+    _check_pixel_limit(path, width, height, max_pixels)
+    return width, height
 
 
 def _finish(path: Path, pixels: np.ndarray, alpha: np.ndarray | None, dtype: str) -> Image:
