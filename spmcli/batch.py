@@ -528,7 +528,7 @@ def _run_on_cluster(
         for position, task in to_run:
             future = client.submit(execute, function, task, settings, None, pure=False, retries=0)
             futures[future] = (position, task)
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             position, task = futures[future]
             try:
                 record = future.result()

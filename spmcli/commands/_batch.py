@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import signal
 import sys
 from collections.abc import Callable
@@ -96,8 +95,10 @@ def resolve_workers(
     if scheduler is not None:
         if ctx.get_parameter_source("jobs") not in (None, click.core.ParameterSource.DEFAULT):
             raise click.UsageError("give --jobs or --scheduler, not both (the cluster decides how many workers run)")
-        if importlib.util.find_spec("distributed") is None:
-            raise click.UsageError("--scheduler needs Dask's distributed package: pip install 'spmcli[dask]'")
+        try:
+            import distributed  # noqa: F401  (imported here only to tell whether it is installed)
+        except ImportError:
+            raise click.UsageError("--scheduler needs Dask's distributed package: pip install 'spmcli[dask]'") from None
         return 1, scheduler
     if jobs != "auto":
         return int(jobs), None

@@ -57,6 +57,7 @@ _FORMAT_DTYPES = {
     "TIFF": ("uint8", "uint16", "float32", "float64"),
 }
 _INTEGER_SCALE = {"uint8": 255.0, "uint16": 65535.0}
+_SAMPLE_NAMES = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float", "float64": "float"}
 
 
 @dataclass
@@ -455,12 +456,24 @@ def write_image(path: str | Path, pixels: np.ndarray, *, dtype: str = "uint8", a
     """Write 0..1 float pixels to ``path`` atomically, in ``dtype`` where the format allows.
 
     A format that cannot hold ``dtype`` gets the closest it can (float to
-    16-bit PNG, anything to 8-bit JPEG/BMP). Returns the dtype written.
+    16-bit PNG, anything to 8-bit JPEG/BMP), and JPEG drops an alpha channel;
+    each such loss raises one ``UserWarning`` saying what was lost. Returns
+    the dtype written.
     """
     path = Path(path)
     file_format = output_format(path)
     if dtype not in _FORMAT_DTYPES[file_format]:
-        dtype = "uint16" if file_format == "PNG" else "uint8"
+        stored = "uint16" if file_format == "PNG" else "uint8"
+        warnings.warn(
+            f"{file_format} has no {_SAMPLE_NAMES[dtype]} samples: the output is written as "
+            f"{_SAMPLE_NAMES[stored]} (use .tif to keep {_SAMPLE_NAMES[dtype]} samples)",
+            UserWarning,
+            stacklevel=2,
+        )
+        dtype = stored
+    if alpha is not None and file_format == "JPEG":
+        warnings.warn("JPEG has no alpha channel: the alpha channel is dropped (use .png to keep it)", UserWarning,
+                      stacklevel=2)  # fmt: skip
     array = pixels if alpha is None else np.dstack([pixels, alpha])
     array = to_dtype(np.asarray(array), dtype)
     if not path.parent.is_dir():
