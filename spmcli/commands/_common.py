@@ -75,8 +75,11 @@ def _same_file(first: Path, second: Path) -> bool:
 def _usable_folder(folder: Path, option: str, shown: str) -> None:
     """Create ``folder`` (with its parents) if missing and check that files can be
     written in it; a usage error naming ``option`` otherwise."""
-    if folder.exists() and not folder.is_dir():
-        raise click.BadParameter(f"{shown}: {folder} exists and is not a folder", param_hint=option)
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise click.BadParameter(f"{shown}: {ancestor} exists and is not a folder", param_hint=option)
+            break
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
