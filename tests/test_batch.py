@@ -224,7 +224,7 @@ def test_auto_jobs_is_bounded_by_cores_and_memory(monkeypatch, tmp_path):
     monkeypatch.setattr(cli_batch, "usable_cores", lambda: 4)
     monkeypatch.setattr(cli_batch, "_available_memory", lambda: 100 * 10**9)
     assert cli_batch.auto_jobs(paths, 250.0) == 4
-    # 1 GB available, 150 MB + 250 bytes x 10,000 pixels per worker: 0.8 GB / 152.5 MB -> 5, capped by 4 cores.
+    # 1 GB available, 120 MB + 250 bytes x 10,000 pixels per worker: 0.8 GB / 122.5 MB -> 6, capped by 4 cores.
     monkeypatch.setattr(cli_batch, "_available_memory", lambda: 10**9)
     assert cli_batch.auto_jobs(paths, 250.0) == 4
     monkeypatch.setattr(cli_batch, "_available_memory", lambda: 3 * 10**8)

@@ -21,7 +21,7 @@ from ._common import (
 )
 
 # Peak memory of one worker per input pixel (measured by benchmarks/bench_batch.py), for --jobs auto.
-PEAK_BYTES_PER_PIXEL = 300.0
+PEAK_BYTES_PER_PIXEL = 150.0
 
 EPILOG = """\b
 Examples:
