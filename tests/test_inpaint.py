@@ -277,7 +277,7 @@ def test_cli_dictionary_channels_are_checked_and_used(tmp_path, texture_uint8):
     assert good.exit_code == 0, good.output
     bad = CliRunner().invoke(cli, [*base, "--dict", str(tmp_path / "colour.npz"), "-o", str(tmp_path / "b.png")])
     assert bad.exit_code == 3
-    assert "is for 3 channel(s), the image has 1" in bad.output
+    assert "dictionary has 3 channel(s) but" in bad.output and "has 1" in bad.output
 
 
 def test_cli_report_with_reference(tmp_path, texture_uint8):

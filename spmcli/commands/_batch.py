@@ -170,6 +170,14 @@ class StageBars:
             self.bar = None
 
 
+def image_tasks(inputs: list[Path], targets: list[Path]) -> list[Task]:
+    """One task per input image writing one output image."""
+    return [
+        Task(index, str(path), str(target), (str(target),))
+        for index, (path, target) in enumerate(zip(inputs, targets, strict=True))
+    ]
+
+
 def _clean(record: dict) -> dict:
     return {key: value for key, value in record.items() if key != "traceback"}
 

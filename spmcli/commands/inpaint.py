@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..batch import Task
 from ..io.images import read_image
 from ..sparse.dictionary import load_dictionary
 from ..tasks import inpaint as task_module
-from ._batch import batch_options, resolve_workers, run_batch
+from ._batch import batch_options, image_tasks, resolve_workers, run_batch
 from ._common import (
     check_reference,
     expand_images,
@@ -130,12 +129,8 @@ def command(
         patch_size=patch_size, n_atoms=n_atoms, passes=passes, learn_iterations=learn_iters, sparsity=sparsity,
         stride=stride, first_guess=first_guess, reference=reference_path, seed=seed, max_pixels=max_pixels,
     )  # fmt: skip
-    tasks = [
-        Task(index, str(path), str(target), (str(target),))
-        for index, (path, target) in enumerate(zip(paths, targets, strict=True))
-    ]
     run_batch(
-        ctx, command="inpaint", function=task_module.inpaint_image, tasks=tasks, settings=settings,
-        jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
+        ctx, command="inpaint", function=task_module.inpaint_image, tasks=image_tasks(paths, targets),
+        settings=settings, jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
         verb="Inpainted", report_path=report_path,
     )  # fmt: skip

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ..batch import Task
 from ..restoration.denoising import DEFAULT_GAIN, LAMBDA_NUMERATOR
 from ..sparse.dictionary import load_dictionary
 from ..tasks import reconstruct as task_module
-from ._batch import batch_options, resolve_workers, run_batch
+from ._batch import batch_options, image_tasks, resolve_workers, run_batch
 from ._common import (
     SigmaType,
     check_reference,
@@ -143,12 +142,8 @@ def command(
         training_patches=training_patches, method=method, gain=gain, noisy_weight=noisy_weight, stride=stride,
         wiener=wiener, reference=reference, seed=seed, max_pixels=max_pixels,
     )  # fmt: skip
-    tasks = [
-        Task(index, str(path), str(target), (str(target),))
-        for index, (path, target) in enumerate(zip(paths, targets, strict=True))
-    ]
     run_batch(
-        ctx, command="reconstruct", function=task_module.reconstruct_image, tasks=tasks, settings=settings,
-        jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
+        ctx, command="reconstruct", function=task_module.reconstruct_image, tasks=image_tasks(paths, targets),
+        settings=settings, jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
         verb="Reconstructed", report_path=report_path,
     )  # fmt: skip

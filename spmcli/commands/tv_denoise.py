@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..batch import Task
 from ..restoration.tv_solvers import METHODS
 from ..tasks import tv_denoise as task_module
-from ._batch import batch_options, resolve_workers, run_batch
+from ._batch import batch_options, image_tasks, resolve_workers, run_batch
 from ._common import (
     AutoOrNumber,
     SigmaType,
@@ -130,12 +129,8 @@ def command(
         weight=weight, sigma=sigma, method=method, anisotropic=anisotropic, separate_channels=separate_channels,
         max_iterations=max_iter, reference=reference, max_pixels=max_pixels,
     )  # fmt: skip
-    tasks = [
-        Task(index, str(path), str(target), (str(target),))
-        for index, (path, target) in enumerate(zip(paths, targets, strict=True))
-    ]
     run_batch(
-        ctx, command="tv-denoise", function=task_module.tv_denoise_image, tasks=tasks, settings=settings,
-        jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
+        ctx, command="tv-denoise", function=task_module.tv_denoise_image, tasks=image_tasks(paths, targets),
+        settings=settings, jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
         verb="Denoised", report_path=report,
     )  # fmt: skip

@@ -122,6 +122,25 @@ def _check_pixel_limit(path: Path, width: int, height: int, max_pixels: int | No
         )
 
 
+def _head(path: Path) -> tuple[bytes, str]:
+    """The first bytes of an image file and its format; ImageReadError for anything else."""
+    if not path.exists():
+        raise ImageReadError("no such file", path)
+    if path.is_dir():
+        raise ImageReadError("is a folder, not an image file", path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as error:
+        raise ImageReadError(f"cannot read file: {error.strerror or error}", path) from None
+    if not head:
+        raise ImageReadError("empty file (0 bytes)", path)
+    kind = _sniff(head)
+    if kind is None:
+        raise ImageReadError("not an image file (not PNG, JPEG, TIFF or BMP)", path)
+    return head, kind
+
+
 def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image:
     """Read an image file (PNG, JPEG, TIFF or BMP).
 
@@ -142,20 +161,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         Missing, empty, truncated, corrupt, unsupported or too large files.
     """
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError("no such file", path)
-    if path.is_dir():
-        raise ImageReadError("is a folder, not an image file", path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(32)
-    except OSError as error:
-        raise ImageReadError(f"cannot read file: {error.strerror or error}", path) from None
-    if not head:
-        raise ImageReadError("empty file (0 bytes)", path)
-    kind = _sniff(head)
-    if kind is None:
-        raise ImageReadError("not an image file (not PNG, JPEG, TIFF or BMP)", path)
+    head, kind = _head(path)
     if kind == "TIFF":
         pixels, alpha, dtype = _read_tiff(path, max_pixels)
     elif kind == "PNG" and len(head) >= 26 and head[24] == 16 and head[25] in (2, 6):
@@ -178,18 +184,7 @@ def probe_image(path: str | Path, *, max_pixels: int | None = None) -> tuple[int
         ``max_pixels`` pixels.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError("no such file" if not path.exists() else "is a folder, not an image file", path)
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(32)
-    except OSError as error:
-        raise ImageReadError(f"cannot read file: {error.strerror or error}", path) from None
-    if not head:
-        raise ImageReadError("empty file (0 bytes)", path)
-    kind = _sniff(head)
-    if kind is None:
-        raise ImageReadError("not an image file (not PNG, JPEG, TIFF or BMP)", path)
+    kind = _head(path)[1]
     previous_limit = PILImage.MAX_IMAGE_PIXELS
     try:
         if kind == "TIFF":

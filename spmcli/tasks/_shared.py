@@ -69,6 +69,16 @@ def _load(path: str, size: int, modified: int) -> Dictionary:
     return load_dictionary(path)
 
 
+def dictionary_for(path: str, image: Image) -> Dictionary:
+    """The dictionary in ``path`` (read once per process), checked to fit ``image``'s channels."""
+    dictionary = cached_dictionary(path)
+    if dictionary.n_channels != image.n_channels:
+        raise SpmcliError(
+            f"dictionary has {dictionary.n_channels} channel(s) but {image.path} has {image.n_channels}", path
+        )
+    return dictionary
+
+
 def cached_dictionary(path: str) -> Dictionary:
     """``load_dictionary(path)``, read once per process (a worker serves many images)."""
     try:

@@ -13,7 +13,7 @@ from ..errors import SpmcliError
 from ..io.images import Image, read_image, to_dtype, write_image
 from ..metrics import psnr, ssim
 from ..restoration.inpainting import inpaint
-from ._shared import cached_dictionary, read_reference, stored
+from ._shared import dictionary_for, read_reference, stored
 
 __all__ = ["InpaintSettings", "inpaint_image", "missing_from_mask", "missing_from_value"]
 
@@ -76,14 +76,8 @@ def inpaint_image(task: Task, settings: InpaintSettings, progress: ProgressCallb
     dictionary = None
     patch_size = settings.patch_size
     if settings.dictionary is not None:
-        dictionary = cached_dictionary(settings.dictionary)
+        dictionary = dictionary_for(settings.dictionary, image)
         patch_size = dictionary.patch_size
-        if dictionary.n_channels != image.n_channels:
-            raise SpmcliError(
-                f"the dictionary {settings.dictionary} is for {dictionary.n_channels} channel(s), "
-                f"the image has {image.n_channels}",
-                task.input,
-            )
     result = inpaint(
         image.pixels,
         missing,

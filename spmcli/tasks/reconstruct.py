@@ -18,7 +18,7 @@ from ..restoration.denoising import (
 )
 from ..restoration.noise import estimate_noise_sigma
 from ..restoration.wiener import collaborative_wiener
-from ._shared import cached_dictionary, quality, read_reference, stored
+from ._shared import dictionary_for, quality, read_reference, stored
 
 __all__ = ["ReconstructSettings", "reconstruct_image"]
 
@@ -56,13 +56,8 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
     dictionary = None
     patch_size = settings.patch_size
     if settings.dictionary is not None:
-        dictionary = cached_dictionary(settings.dictionary)
+        dictionary = dictionary_for(settings.dictionary, image)
         patch_size = dictionary.patch_size
-        if image.n_channels != dictionary.n_channels:
-            raise SpmcliError(
-                f"dictionary has {dictionary.n_channels} channel(s) but {task.input} has {image.n_channels}",
-                settings.dictionary,
-            )
     if min(image.height, image.width) < patch_size:
         raise SpmcliError(
             f"image is {image.width} x {image.height} pixels, smaller than the {patch_size} x {patch_size} patch"
