@@ -64,6 +64,15 @@ def quality(reference: np.ndarray, output: np.ndarray, source: np.ndarray) -> di
     return {"psnr": psnr(reference, output), "ssim": ssim(reference, output), "psnr_input": psnr(reference, source)}
 
 
+def quality_text(record: dict) -> str:
+    """``, PSNR a -> b dB, SSIM s`` for a summary line (no arrow when the input is the reference)."""
+    if record.get("psnr") is None:
+        return ""
+    before = record.get("psnr_input")
+    change = f"{before:.2f} -> " if before is not None and before != float("inf") else ""
+    return f", PSNR {change}{record['psnr']:.2f} dB, SSIM {record['ssim']:.3f}"
+
+
 @lru_cache(maxsize=4)
 def _load(path: str, size: int, modified: int) -> Dictionary:
     return load_dictionary(path)

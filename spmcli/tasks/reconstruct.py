@@ -18,7 +18,7 @@ from ..restoration.denoising import (
 )
 from ..restoration.noise import estimate_noise_sigma
 from ..restoration.wiener import collaborative_wiener
-from ._shared import dictionary_for, quality, read_reference, stored
+from ._shared import dictionary_for, quality, quality_text, read_reference, stored
 
 __all__ = ["ReconstructSettings", "reconstruct_image"]
 
@@ -129,10 +129,7 @@ def summary(record: dict) -> str:
     sigma = ""
     if record.get("sigma") is not None:
         sigma = f"sigma {record['sigma']:.2f} ({record['sigma_source']}), "
-    quality_text = ""
-    if record.get("psnr") is not None:
-        quality_text = f", PSNR {record['psnr_input']:.2f} -> {record['psnr']:.2f} dB, SSIM {record['ssim']:.3f}"
     return (
         f"{record['input']} -> {record['output']}: {sigma}{record['mean_atoms_per_patch']:.2f} atoms/patch"
-        f"{quality_text}, {record['seconds']:.1f} s"
+        f"{quality_text(record)}, {record['seconds']:.1f} s"
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..batch import ProgressCallback, Task
 from ..io.images import read_image, write_image
 from ..restoration.total_variation import tv_denoise
-from ._shared import quality, read_reference, stored
+from ._shared import quality, quality_text, read_reference, stored
 
 __all__ = ["TVSettings", "tv_denoise_image"]
 
@@ -74,6 +74,4 @@ def summary(record: dict) -> str:
     else:
         how = "given"
     text = f"{record['input']}: weight {record['weight']:.4g} ({how}), {record['method']}, {record['seconds']:.2f} s"
-    if record.get("psnr") is not None:
-        text += f", PSNR {record['psnr_input']:.2f} -> {record['psnr']:.2f} dB, SSIM {record['ssim']:.3f}"
-    return f"{text} -> {record['output']}"
+    return f"{text}{quality_text(record)} -> {record['output']}"
