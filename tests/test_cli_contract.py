@@ -309,3 +309,19 @@ def test_report_records_are_complete_outputs(folder, tmp_path):
     assert result.exit_code == 0
     for path in (tmp_path / "out").iterdir():
         assert read_image(path).pixels.shape == (48, 48)
+
+
+def test_spmcli_pictures_in_an_input_folder_are_never_scored(folder, tmp_path):
+    model = tmp_path / "m.npz"
+    assert invoke("learn-dict", folder, "-o", model, "--calibration-images", folder, *RUN_FAST).exit_code == 0
+    for run in range(2):
+        result = invoke("detect", folder, "--dict", model, "--heatmap-dir", folder, "--report", tmp_path / "r.json")
+        assert result.exit_code == 0, result.output
+        records = json.loads((tmp_path / "r.json").read_text())["records"]
+        assert [Path(record["input"]).name for record in records] == [f"img_{index}.png" for index in range(4)]
+        if run:
+            assert "Left out 8 file(s) written by spmcli" in result.output
+    # A user's own file that merely has such a name is still an input.
+    Image.fromarray(texture(9)).save(folder / "part_overlay.png")
+    result = invoke("detect", folder, "--dict", model, "--report", tmp_path / "r.json")
+    assert len(json.loads((tmp_path / "r.json").read_text())["records"]) == 5

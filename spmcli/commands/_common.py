@@ -57,12 +57,20 @@ def seed_option(function: Callable) -> Callable:
     )(function)
 
 
-def expand_images(arguments: tuple[str, ...]) -> list[Path]:
-    """IMAGES arguments to paths; an argument matching nothing is a usage error."""
+def expand_images(arguments: tuple[str, ...], ctx: click.Context | None = None) -> list[Path]:
+    """IMAGES arguments to paths; an argument matching nothing is a usage error.
+
+    spmcli's own pictures (heatmaps, overlays, masks) found in folders or by
+    patterns are left out, and a line says how many.
+    """
+    skipped: list[Path] = []
     try:
-        return find_images(arguments)
+        found = find_images(arguments, skipped)
     except SpmcliError as error:
         raise click.BadParameter(str(error), param_hint="IMAGES") from None
+    if skipped and ctx is not None:
+        say(ctx, f"Left out {len(skipped)} file(s) written by spmcli (heatmaps, overlays, masks), e.g. {skipped[0]}")
+    return found
 
 
 def _same_file(first: Path, second: Path) -> bool:

@@ -137,7 +137,7 @@ def learn_detector(
     """
     if calibration_images and ctx.get_parameter_source("calibration_share").name != "DEFAULT":
         raise click.UsageError("--calibration-share has no effect with --calibration-images")
-    calibration_paths = expand_images(calibration_images) if calibration_images else []
+    calibration_paths = expand_images(calibration_images, ctx) if calibration_images else []
     failures: list[tuple[str, str]] = []
     good = _read_all(paths, max_pixels, failures)
     if calibration_images:

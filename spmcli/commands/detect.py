@@ -138,7 +138,7 @@ def command(
     """
     if threshold is not None and not math.isfinite(threshold):
         raise click.BadParameter("must be a finite number", param_hint="--threshold")
-    paths = expand_images(images)
+    paths = expand_images(images, ctx)
     if report_path is not None:
         prepare_output_file(report_path, "--report", extensions=(".json", ".csv"), inputs=paths)
     heatmaps = [None] * len(paths)

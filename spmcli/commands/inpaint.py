@@ -106,7 +106,7 @@ def command(
         raise click.UsageError("--mask-invert needs --mask")
     if dict_path is not None:
         refuse_unused(ctx, ["n_atoms", "learn_iters"], "with --dict (nothing is learned)")
-    paths = expand_images(images)
+    paths = expand_images(images, ctx)
     check_reference(reference_path, paths)
     targets = output_paths(paths, output, output_dir)
     if report_path is not None:

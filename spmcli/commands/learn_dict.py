@@ -123,7 +123,7 @@ def command(
     read are reported and skipped, and the command then exits with code 3.
     With --jobs, images are read and sampled in parallel (same result).
     """
-    paths = expand_images(images)
+    paths = expand_images(images, ctx)
     prepare_output_file(output, "-o", extensions=(".npz",), inputs=paths)
     if atoms_png:
         prepare_output_file(atoms_png, "--atoms-png", extensions=IMAGE_EXTENSIONS, inputs=paths)

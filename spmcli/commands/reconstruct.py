@@ -111,7 +111,7 @@ def command(
     error target set by --sigma) and the overlaps averaged.
     Outputs keep each input's dtype, channels and alpha.
     """
-    paths = expand_images(images)
+    paths = expand_images(images, ctx)
     targets = output_paths(paths, output, output_dir)
     if report_path is not None:
         prepare_output_file(report_path, "--report", extensions=(".json",), inputs=paths)

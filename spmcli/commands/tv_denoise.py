@@ -113,7 +113,7 @@ def command(
     jointly across channels (vectorial TV); alpha is passed through; outputs
     keep the input's dtype.
     """
-    paths = expand_images(images)
+    paths = expand_images(images, ctx)
     if anisotropic and method != "bregman":
         raise click.UsageError("--anisotropic needs --method bregman (Chambolle's solver is isotropic only)")
     if weight != "auto":

@@ -30,16 +30,20 @@ from .atomic import atomic_path
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "OUTPUT_MARKER",
     "Image",
     "read_image",
     "write_image",
     "find_images",
+    "is_spmcli_output",
     "probe_image",
     "to_dtype",
     "to_grey",
 ]
 
 DEFAULT_MAX_PIXELS = 200_000_000
+# The "Software" text of spmcli's own pictures (heatmaps, overlays, masks): never taken as inputs.
+OUTPUT_MARKER = "spmcli inspection output"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _FORMAT_OF_EXTENSION = {
     ".png": "PNG",
@@ -401,7 +405,7 @@ def _read_png16_colour(path: Path, max_pixels: int | None) -> tuple[np.ndarray, 
     return pixels, alpha, "uint16"
 
 
-def _write_png16_colour(path: Path, array: np.ndarray) -> None:
+def _write_png16_colour(path: Path, array: np.ndarray, marker: str | None = None) -> None:
     height, width, channels = array.shape
     big_endian = array.astype(">u2").reshape(height, width * channels).view(np.uint8)
     raw = np.concatenate([np.zeros((height, 1), np.uint8), big_endian], axis=1).tobytes()
@@ -413,7 +417,8 @@ def _write_png16_colour(path: Path, array: np.ndarray) -> None:
     header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
     with open(path, "wb") as handle:
         handle.write(b"\x89PNG\r\n\x1a\n")
-        handle.write(chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+        text = chunk(b"tEXt", b"Software\0" + marker.encode("latin-1")) if marker else b""
+        handle.write(chunk(b"IHDR", header) + text + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
@@ -447,13 +452,24 @@ def output_format(path: str | Path) -> str:
     return _FORMAT_OF_EXTENSION[suffix]
 
 
-def write_image(path: str | Path, pixels: np.ndarray, *, dtype: str = "uint8", alpha: np.ndarray | None = None) -> str:
+def write_image(
+    path: str | Path,
+    pixels: np.ndarray,
+    *,
+    dtype: str = "uint8",
+    alpha: np.ndarray | None = None,
+    marker: str | None = None,
+) -> str:
     """Write 0..1 float pixels to ``path`` atomically, in ``dtype`` where the format allows.
 
     A format that cannot hold ``dtype`` gets the closest it can (float to
     16-bit PNG, anything to 8-bit JPEG/BMP), and JPEG drops an alpha channel;
     each such loss raises one ``UserWarning`` saying what was lost. Returns
     the dtype written.
+
+    ``marker`` (PNG and TIFF only) is stored as the file's "Software" text:
+    :data:`OUTPUT_MARKER` marks spmcli's own pictures (heatmaps, overlays,
+    masks), which :func:`find_images` then never takes as inputs.
     """
     path = Path(path)
     file_format = output_format(path)
@@ -480,14 +496,21 @@ def write_image(path: str | Path, pixels: np.ndarray, *, dtype: str = "uint8", a
 
                 photometric = "rgb" if array.ndim == 3 and array.shape[2] >= 3 else "minisblack"
                 extrasamples = ("unassalpha",) if alpha is not None else None
-                tifffile.imwrite(temporary, array, photometric=photometric, extrasamples=extrasamples)
+                tifffile.imwrite(
+                    temporary, array, photometric=photometric, extrasamples=extrasamples, software=marker or "tifffile"
+                )
             elif dtype == "uint16" and array.ndim == 3:
                 if array.shape[2] == 2:  # grey + alpha at 16 bits: store as RGBA
                     array = np.dstack([array[:, :, :1].repeat(3, axis=2), array[:, :, 1:]])
-                _write_png16_colour(temporary, array)
+                _write_png16_colour(temporary, array, marker)
             else:
                 picture = PILImage.fromarray(array)
-                options = {"quality": 95} if file_format == "JPEG" else {}
+                options: dict = {"quality": 95} if file_format == "JPEG" else {}
+                if marker is not None and file_format == "PNG":
+                    from PIL.PngImagePlugin import PngInfo
+
+                    options["pnginfo"] = PngInfo()
+                    options["pnginfo"].add_text("Software", marker)
                 if file_format == "JPEG" and picture.mode in ("RGBA", "LA"):
                     picture = picture.convert("RGB" if picture.mode == "RGBA" else "L")
                 picture.save(temporary, format=file_format, **options)
@@ -503,18 +526,47 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
 
-def find_images(arguments: list[str] | tuple[str, ...]) -> list[Path]:
+def is_spmcli_output(path: str | Path) -> bool:
+    """Whether ``path`` is one of spmcli's own pictures (written with
+    :data:`OUTPUT_MARKER`): a heatmap, overlay or mask. Reads the header only."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".tif", ".tiff"):
+        return False
+    try:
+        if path.suffix.lower() == ".png":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with PILImage.open(path) as picture:
+                    return picture.info.get("Software", "") == OUTPUT_MARKER
+        import tifffile
+
+        with tifffile.TiffFile(path) as tiff:
+            return bool(tiff.pages) and tiff.pages[0].software == OUTPUT_MARKER
+    except Exception:  # an unreadable file is not ours; reading it later says what is wrong
+        return False
+
+
+def find_images(arguments: list[str] | tuple[str, ...], skipped: list[Path] | None = None) -> list[Path]:
     """Expand files, folders and glob patterns into a stable list of image paths.
 
     A file named explicitly is kept whatever its extension (reading it then
     says what is wrong); a folder contributes its image files (by extension,
     not recursively, hidden files skipped) sorted by name; a pattern (quoted
     so the shell leaves it alone) contributes the image files it matches,
-    sorted. Duplicates are dropped, keeping the first. An argument that
-    matches nothing raises :class:`SpmcliError`.
+    sorted. Folders and patterns never contribute spmcli's own pictures
+    (:func:`is_spmcli_output`: heatmaps, overlays, masks written into a folder
+    that is also an input); they are appended to ``skipped`` when given.
+    Duplicates are dropped, keeping the first. An argument that matches
+    nothing raises :class:`SpmcliError`.
     """
     found: list[Path] = []
     seen: set[str] = set()
+
+    def own_outputs_removed(images: list[Path]) -> list[Path]:
+        kept = [image for image in images if not is_spmcli_output(image)]
+        if skipped is not None:
+            skipped.extend(image for image in images if image not in kept)
+        return kept
 
     def add(path: Path) -> None:
         key = os.path.normcase(os.path.abspath(path))
@@ -526,6 +578,7 @@ def find_images(arguments: list[str] | tuple[str, ...]) -> list[Path]:
         path = Path(argument)
         if path.is_dir():
             images = sorted(child for child in path.iterdir() if child.is_file() and _is_image_name(child))
+            images = own_outputs_removed(images)
             if not images:
                 raise SpmcliError("folder holds no image files (.png, .jpg, .tif, .bmp)", argument)
             for image in images:
@@ -534,7 +587,7 @@ def find_images(arguments: list[str] | tuple[str, ...]) -> list[Path]:
             add(path)
         elif glob.has_magic(argument):
             matches = sorted(Path(match) for match in glob.glob(argument, recursive=True))
-            images = [match for match in matches if match.is_file() and _is_image_name(match)]
+            images = own_outputs_removed([match for match in matches if match.is_file() and _is_image_name(match)])
             if not images:
                 raise SpmcliError("pattern matches no image files", argument)
             for image in images:

@@ -10,7 +10,7 @@ from ..batch import ProgressCallback, Task
 from ..errors import DictionaryFormatError
 from ..inspection.detector import Detector, NoDetectorError
 from ..inspection.report import anomaly_overlay
-from ..io.images import read_image, to_grey, write_image
+from ..io.images import OUTPUT_MARKER, read_image, to_grey, write_image
 from ._shared import cached_dictionary
 
 __all__ = ["DetectSettings", "HeatmapPaths", "load_detector", "score_image"]
@@ -53,10 +53,10 @@ def score_image(task: Task, settings: DetectSettings, progress: ProgressCallback
     image = read_image(task.input, max_pixels=settings.max_pixels)
     result = detector.score(image.pixels, with_map=paths.anomaly_map is not None)
     if paths.anomaly_map is not None:
-        write_image(paths.anomaly_map, result.anomaly_map.astype("float32"), dtype="float32")
+        write_image(paths.anomaly_map, result.anomaly_map.astype("float32"), dtype="float32", marker=OUTPUT_MARKER)
         # Colour from half the threshold (typical of good texture) to the threshold.
         overlay = anomaly_overlay(to_grey(image.pixels), result.anomaly_map, settings.threshold / 2, settings.threshold)
-        write_image(paths.overlay, overlay, dtype="uint8")
+        write_image(paths.overlay, overlay, dtype="uint8", marker=OUTPUT_MARKER)
     return {
         "score": result.score,
         "threshold": settings.threshold,
