@@ -151,13 +151,13 @@ def test_a_rerun_hashes_only_new_and_changed_files(tmp_path, database, monkeypat
     paths = make_folder(folder, 30)
     run_once(database, paths)
     hashed: list[str] = []
-    real_hash = database_module._hash_file
+    real_hash = database_module.hash_file
 
     def counting_hash(path):
         hashed.append(str(path))
         return real_hash(path)
 
-    monkeypatch.setattr(database_module, "_hash_file", counting_hash)
+    monkeypatch.setattr(database_module, "hash_file", counting_hash)
     new = make_folder(folder, 3, first=30)
     assert run_once(database, sorted(folder.iterdir())) == names(new)
     assert sorted(hashed) == sorted(os.path.abspath(path) for path in new)
@@ -179,8 +179,8 @@ def test_a_file_hashed_right_after_it_was_written_is_hashed_again(tmp_path, data
     path.write_bytes(b"just written")  # modified "now": within RACY_SECONDS of being hashed
     database.identify([path])
     hashed = []
-    real_hash = database_module._hash_file
-    monkeypatch.setattr(database_module, "_hash_file", lambda name: hashed.append(name) or real_hash(name))
+    real_hash = database_module.hash_file
+    monkeypatch.setattr(database_module, "hash_file", lambda name: hashed.append(name) or real_hash(name))
     database.identify([path])
     assert hashed == [os.path.abspath(path)]
 

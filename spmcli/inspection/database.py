@@ -23,11 +23,11 @@ Guarantees
   such transaction, which inputs a run scores: two runs started together over the
   same folder score each new image once between them.
 - **Killed runs.** Each live run holds an exclusive ``flock`` on a small file in
-  ``<database>-runs/``; the kernel drops it when the process dies however it dies,
-  so the next claim knows a run was killed (no heartbeat, no guessed time-out, no
-  process-id reuse) and takes over the images it had claimed but not scored.
-  WAL needs every process on one host anyway (it shares memory), so a lock on a
-  local file is a complete test of liveness. POSIX only.
+  ``<database>-runs/`` (:mod:`.run_locks`); the kernel drops it when the process
+  dies however it dies, so the next claim knows a run was killed (no heartbeat, no
+  guessed time-out, no process-id reuse) and takes over the images it had claimed
+  but not scored. WAL needs every process on one host anyway (it shares memory),
+  so a lock on a local file is a complete test of liveness. POSIX only.
 - **Schema versions.** ``PRAGMA user_version`` holds the schema version and
   ``PRAGMA application_id`` marks the file as spmcli's. A file from a newer
   spmcli is refused; an older one is migrated in one transaction. A file that is
@@ -41,15 +41,14 @@ file is not scored again and a file rewritten in place is. Hashing every file of
 a large folder at every run would cost more than scoring the new ones, so the
 hash of each path is cached with the file's ``stat`` signature (size,
 modification and change times in nanoseconds, inode, device), as ``git`` and
-``rsync`` do. A cached hash is reused only when all five still match and the file
-had not been modified within :data:`RACY_SECONDS` before it was hashed (a write in
-the same clock tick as the hash could otherwise go unseen). Any write to a file
-changes its change time, which no program can set back, so a rewrite in place
-(even one that restores the modification time, as ``cp -p`` does) is hashed
-again; a ``touch`` is hashed again and, its bytes unchanged, not scored.
+``rsync`` do, and reused only while that signature holds (:mod:`.file_identity`
+says exactly when). Any write to a file changes its change time, which no program
+can set back, so a rewrite in place (even one that restores the modification
+time, as ``cp -p`` does) is hashed again; a ``touch`` is hashed again and, its
+bytes unchanged, not scored.
 
-Schema (version 1)
-------------------
+Schema (version 1, :mod:`.database_schema`)
+-------------------------------------------
 ``models`` (model_id, sha256, path, threshold, mode): one row per model file
 and threshold used. ``runs`` (run_id, model_id, command, command_line,
 spmcli_version, settings JSON, started, started_unix, finished, state
@@ -83,8 +82,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import hashlib
 import json
 import math
 import os
@@ -92,14 +89,15 @@ import socket
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._version import __version__
 from ..errors import SpmcliError
+from .database_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from .file_identity import RACY_SECONDS, FileIdentity, StatSignature, file_identity, hash_file
+from .run_locks import RunLock, lock_is_held
 
 __all__ = [
     "APPLICATION_ID",
@@ -114,97 +112,10 @@ __all__ = [
     "parse_timestamp",
 ]
 
-SCHEMA_VERSION = 1
-# PRAGMA application_id: "SPMI" in ASCII; marks the file as an spmcli inspection database.
-APPLICATION_ID = 0x53504D49
 RECORD_STATUSES = ("done", "failed", "skipped", "not_started")
 COUNT_KEYS = ("inputs", "done", "failed", "skipped", "not_started", "anomalies")
-# A cached hash is trusted only for files last modified this long before they were hashed.
-RACY_SECONDS = 2.0
 DEFAULT_BUSY_TIMEOUT = 60.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_HASH_BLOCK = 1 << 20
-
-# Each entry: the statements that take the schema from version (key - 1) to version key.
-# Executed one by one inside the migration's transaction (executescript would commit).
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        """CREATE TABLE models (
-            model_id INTEGER PRIMARY KEY,
-            sha256 TEXT NOT NULL,
-            path TEXT NOT NULL,
-            threshold REAL,
-            mode TEXT
-        )""",
-        "CREATE INDEX models_by_sha256 ON models (sha256)",
-        """CREATE TABLE runs (
-            run_id INTEGER PRIMARY KEY,
-            model_id INTEGER NOT NULL REFERENCES models (model_id),
-            command TEXT NOT NULL,
-            command_line TEXT NOT NULL,
-            spmcli_version TEXT NOT NULL,
-            settings TEXT NOT NULL,
-            started TEXT NOT NULL,
-            started_unix REAL NOT NULL,
-            finished TEXT,
-            state TEXT NOT NULL DEFAULT 'running' CHECK (state IN ('running', 'finished', 'abandoned')),
-            exit_code INTEGER,
-            n_inputs INTEGER,
-            n_done INTEGER,
-            n_failed INTEGER,
-            n_skipped INTEGER,
-            n_not_started INTEGER,
-            n_anomalies INTEGER,
-            host TEXT NOT NULL,
-            pid INTEGER NOT NULL
-        )""",
-        "CREATE INDEX runs_by_start ON runs (started_unix)",
-        """CREATE TABLE images (
-            image_id INTEGER PRIMARY KEY,
-            run_id INTEGER NOT NULL REFERENCES runs (run_id),
-            position INTEGER NOT NULL,
-            input TEXT NOT NULL,
-            absolute_paths TEXT NOT NULL DEFAULT '{}',
-            sha256 TEXT,
-            size INTEGER,
-            mtime_ns INTEGER,
-            status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'not_started')),
-            error TEXT,
-            seconds REAL,
-            warnings TEXT NOT NULL DEFAULT '[]',
-            score REAL,
-            threshold REAL,
-            is_anomaly INTEGER,
-            pixel_threshold REAL,
-            anomaly_map TEXT,
-            overlay TEXT,
-            mask TEXT,
-            regions TEXT NOT NULL DEFAULT '[]',
-            extra TEXT NOT NULL DEFAULT '{}',
-            recorded TEXT NOT NULL,
-            UNIQUE (run_id, input)
-        )""",
-        """CREATE TABLE claims (
-            model_sha256 TEXT NOT NULL,
-            content_sha256 TEXT NOT NULL,
-            run_id INTEGER NOT NULL REFERENCES runs (run_id),
-            input TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('claimed', 'scored')),
-            PRIMARY KEY (model_sha256, content_sha256)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX claims_by_run ON claims (run_id, state)",
-        """CREATE TABLE file_hashes (
-            absolute_path TEXT PRIMARY KEY,
-            size INTEGER NOT NULL,
-            mtime_ns INTEGER NOT NULL,
-            ctime_ns INTEGER NOT NULL,
-            inode INTEGER NOT NULL,
-            device INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            hashed_ns INTEGER NOT NULL
-        ) WITHOUT ROWID""",
-    ),
-}
 
 # Record fields with a column of their own; any other field goes to ``extra``.
 _RECORD_COLUMNS = (
@@ -227,14 +138,6 @@ _PATH_FIELDS = ("input", "anomaly_map", "overlay", "mask")
 
 class DatabaseError(SpmcliError):
     """The inspection database cannot be used (corrupt, foreign, newer, read-only, busy...)."""
-
-
-class FileIdentity(NamedTuple):
-    """What identifies an image's content: its SHA-256, size and modification time."""
-
-    sha256: str
-    size: int
-    mtime_ns: int
 
 
 class Claim(NamedTuple):
@@ -260,54 +163,6 @@ class Claim(NamedTuple):
     decision: str
     reason: str | None
     identity: FileIdentity | None
-
-
-@dataclass(frozen=True)
-class _StatSignature:
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    inode: int
-    device: int
-
-    @classmethod
-    def of(cls, status: os.stat_result) -> _StatSignature:
-        return cls(status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino, status.st_dev)
-
-
-def _hash_file(path: str | Path) -> tuple[str, os.stat_result]:
-    """SHA-256 of a file, streamed in 1 MiB blocks, and its ``stat`` taken on the open file."""
-    digest = hashlib.sha256()
-    buffer = bytearray(_HASH_BLOCK)
-    view = memoryview(buffer)
-    with open(path, "rb") as handle:
-        status = os.fstat(handle.fileno())
-        while True:
-            count = handle.readinto(buffer)
-            if not count:
-                break
-            digest.update(view[:count])
-    return digest.hexdigest(), status
-
-
-def file_identity(path: str | Path) -> FileIdentity:
-    """The SHA-256 (streamed, never the whole file in memory), size and modification time of a file.
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    FileIdentity
-
-    Raises
-    ------
-    OSError
-        The file cannot be read.
-    """
-    sha256, status = _hash_file(path)
-    return FileIdentity(sha256, status.st_size, status.st_mtime_ns)
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -342,76 +197,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
-# --- run locks ------------------------------------------------------------------------
-
-# Locks this process holds. A forked child (a --jobs worker) inherits their file
-# descriptors, and with them the flock, so a worker that outlived a killed parent would
-# keep the run "alive"; the child closes its copies (closing, unlike LOCK_UN, leaves the
-# parent's lock in place).
-_HELD_LOCKS: weakref.WeakSet[_RunLock] = weakref.WeakSet()
-
-
-class _RunLock:
-    """An exclusive ``flock`` on ``<folder>/<run_id>.lock``, held while the run lives."""
-
-    def __init__(self, folder: Path, run_id: int) -> None:
-        self.path = folder / f"{run_id}.lock"
-        folder.mkdir(exist_ok=True)
-        self.descriptor: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + 5.0
-        while True:
-            try:
-                fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                # Another process may be testing this file's liveness for a split second.
-                if time.monotonic() > deadline:
-                    os.close(self.descriptor)
-                    self.descriptor = None
-                    raise DatabaseError(f"run lock {self.path} is held by another process") from None
-                time.sleep(0.01)
-        _HELD_LOCKS.add(self)
-
-    def release(self) -> None:
-        if self.descriptor is None:
-            return
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        os.close(self.descriptor)  # closing drops the flock
-        self.descriptor = None
-        _HELD_LOCKS.discard(self)
-
-    def forget_in_child(self) -> None:
-        if self.descriptor is not None:
-            with contextlib.suppress(OSError):
-                os.close(self.descriptor)
-            self.descriptor = None
-
-
-def _forget_locks_in_child() -> None:
-    for lock in list(_HELD_LOCKS):
-        lock.forget_in_child()
-    _HELD_LOCKS.clear()
-
-
-os.register_at_fork(after_in_child=_forget_locks_in_child)
-
-
-def _lock_is_held(path: Path) -> bool:
-    """Whether some live process holds the flock on ``path`` (a missing file: no)."""
-    try:
-        descriptor = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)
-    return False
-
-
 # --- the database ---------------------------------------------------------------------
 
 
@@ -441,7 +226,7 @@ class InspectionDatabase:
         self.readonly = readonly
         self._connection = connection
         self._mutex = threading.RLock()
-        self._locks: dict[int, _RunLock] = {}
+        self._locks: dict[int, RunLock] = {}
         # run_id -> {input: (position, identity)} from claim(); record_image uses them.
         self._claimed: dict[int, dict[str, tuple[int, FileIdentity | None]]] = {}
         self._model_sha256: dict[int, str] = {}
@@ -682,7 +467,10 @@ class InspectionDatabase:
                 ).lastrowid
                 # Locked before the run row is visible to anyone (the commit), so no other
                 # process can ever see this run without its lock.
-                lock = _RunLock(self.lock_folder, run_id)
+                try:
+                    lock = RunLock(self.lock_folder, run_id)
+                except OSError as error:
+                    raise DatabaseError(f"cannot lock the run: {error.strerror or error}", self.path) from None
         except BaseException:
             if lock is not None:  # the commit failed after locking
                 lock.release()
@@ -727,7 +515,7 @@ class InspectionDatabase:
     def _run_is_alive(self, run_id: int) -> bool:
         if run_id in self._locks:
             return True
-        return _lock_is_held(self.lock_folder / f"{run_id}.lock")
+        return lock_is_held(self.lock_folder / f"{run_id}.lock")
 
     # -- which inputs a run scores --------------------------------------------------------
 
@@ -745,7 +533,7 @@ class InspectionDatabase:
         """
         absolute = [os.path.abspath(path) for path in paths]
         with self._errors(), self._mutex:
-            cached: dict[str, tuple[_StatSignature, str, int]] = {}
+            cached: dict[str, tuple[StatSignature, str, int]] = {}
             for path in absolute:
                 row = self._connection.execute(
                     "SELECT size, mtime_ns, ctime_ns, inode, device, sha256, hashed_ns FROM file_hashes "
@@ -753,20 +541,20 @@ class InspectionDatabase:
                     (path,),
                 ).fetchone()
                 if row is not None:
-                    cached[path] = (_StatSignature(*row[:5]), row[5], row[6])
+                    cached[path] = (StatSignature(*row[:5]), row[5], row[6])
         identities: list[FileIdentity | OSError] = []
-        fresh: list[tuple[str, _StatSignature, str, int]] = []
+        fresh: list[tuple[str, StatSignature, str, int]] = []
         for path in absolute:
             try:
-                signature = _StatSignature.of(os.stat(path))
+                signature = StatSignature.of(os.stat(path))
                 entry = cached.get(path)
                 racy_before = None if entry is None else entry[2] - int(RACY_SECONDS * 1e9)
                 if entry is not None and entry[0] == signature and signature.mtime_ns < racy_before:
                     identities.append(FileIdentity(entry[1], signature.size, signature.mtime_ns))
                     continue
                 hashed_ns = time.time_ns()
-                sha256, status = _hash_file(path)
-                signature = _StatSignature.of(status)
+                sha256, status = hash_file(path)
+                signature = StatSignature.of(status)
             except OSError as error:
                 identities.append(error)
                 continue
