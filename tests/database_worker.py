@@ -83,10 +83,13 @@ def fork_then_die(database_path: str, folder: str, _unused: str | None = None) -
     """Start a run, fork a child that outlives us (as a --jobs worker could), then SIGKILL ourselves."""
     database = InspectionDatabase.open(database_path)
     run_id = database.start_run(command="detect", command_line="worker", settings=SETTINGS)
+    ready_read, ready_write = os.pipe()
     child = os.fork()
     if child == 0:
+        os.write(ready_write, b"x")  # at-fork handlers have run by now
         time.sleep(60)
         os._exit(0)
+    os.read(ready_read, 1)
     print(json.dumps({"run_id": run_id, "child": child}), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 

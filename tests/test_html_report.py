@@ -280,3 +280,21 @@ def test_a_failed_report_leaves_the_previous_page_untouched(inspection, tmp_path
         write_html_report(history, output)
     assert output.read_text() == "previous report"
     assert not [name for name in os.listdir(tmp_path) if ".part" in name]
+
+
+def test_a_read_only_database_can_still_be_reported(inspection, tmp_path):
+    _, records = inspection
+    database = tmp_path / "inspections.sqlite"
+    fill_database(database, [("2026-12-01T10:00:00Z", records)])
+    database.chmod(0o444)
+    # As root, drop the power to write any file (CAP_DAC_OVERRIDE); setpriv is in util-linux.
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"] if os.geteuid() == 0 else []
+    output = tmp_path / "report.html"
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "spmcli", "report", str(database), "-o", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "4 anomalous" in result.stdout and output.is_file()

@@ -193,6 +193,16 @@ def _finite_or_none(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """Slices short enough for one SQL statement's variables (SQLite allows 999 in old builds)."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _placeholders(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
@@ -531,17 +541,17 @@ class InspectionDatabase:
         list
             Per path, its :class:`FileIdentity`, or the :class:`OSError` met reading it.
         """
-        absolute = [os.path.abspath(path) for path in paths]
+        folder = os.getcwd()  # once: os.path.abspath asks for it on every call
+        absolute = [os.path.normpath(os.path.join(folder, path)) for path in paths]
+        cached: dict[str, tuple[StatSignature, str, int]] = {}
         with self._errors(), self._mutex:
-            cached: dict[str, tuple[StatSignature, str, int]] = {}
-            for path in absolute:
-                row = self._connection.execute(
-                    "SELECT size, mtime_ns, ctime_ns, inode, device, sha256, hashed_ns FROM file_hashes "
-                    "WHERE absolute_path = ?",
-                    (path,),
-                ).fetchone()
-                if row is not None:
-                    cached[path] = (StatSignature(*row[:5]), row[5], row[6])
+            for chunk in _chunks(absolute):
+                rows = self._connection.execute(
+                    "SELECT absolute_path, size, mtime_ns, ctime_ns, inode, device, sha256, hashed_ns "
+                    f"FROM file_hashes WHERE absolute_path IN ({_placeholders(chunk)})",
+                    chunk,
+                )
+                cached.update((row[0], (StatSignature(*row[1:6]), row[6], row[7])) for row in rows)
         identities: list[FileIdentity | OSError] = []
         fresh: list[tuple[str, StatSignature, str, int]] = []
         for path in absolute:
@@ -620,16 +630,43 @@ class InspectionDatabase:
         claims: list[Claim] = []
         first_with_content: dict[str, str] = {}
         liveness: dict[int, bool] = {}
+        new_claims: list[tuple[str, str, int, str]] = []
+        taken_over: list[tuple[int, str, str, str]] = []
         with self._errors(), self._write() as connection:
+            # Nobody else writes while this transaction holds the write lock: look every
+            # content up at once, decide in memory, write the changes at once.
+            contents = sorted({identity.sha256 for identity in identities if isinstance(identity, FileIdentity)})
+            existing: dict[str, tuple[int, str, str]] = {}
+            for chunk in _chunks(contents):
+                rows = connection.execute(
+                    "SELECT content_sha256, run_id, input, state FROM claims "
+                    f"WHERE model_sha256 = ? AND content_sha256 IN ({_placeholders(chunk)})",
+                    [model_sha256, *chunk],
+                )
+                existing.update((row[0], row[1:]) for row in rows)
             for position, (name, identity) in enumerate(zip(inputs, identities, strict=True)):
                 if isinstance(identity, OSError):
                     reason = f"cannot hash: {identity.strerror or identity}"
                     claims.append(Claim(name, position, "score", reason, None))
                     continue
-                decision, reason = self._decide(
-                    connection, run_id, model_sha256, name, identity, new_only, first_with_content, liveness
-                )
+                earlier = first_with_content.setdefault(identity.sha256, name)
+                if earlier != name:
+                    decision, reason = ("skip", f"same content as {earlier}") if new_only else ("score", None)
+                else:
+                    decision, reason, change = self._decide(run_id, existing.get(identity.sha256), new_only, liveness)
+                    if change == "insert":
+                        new_claims.append((model_sha256, identity.sha256, run_id, name))
+                    elif change == "take over":
+                        taken_over.append((run_id, name, model_sha256, identity.sha256))
                 claims.append(Claim(name, position, decision, reason, identity))
+            connection.executemany(
+                "INSERT INTO claims (model_sha256, content_sha256, run_id, input, state) "
+                "VALUES (?, ?, ?, ?, 'claimed')",
+                new_claims,
+            )
+            connection.executemany(
+                "UPDATE claims SET run_id = ?, input = ? WHERE model_sha256 = ? AND content_sha256 = ?", taken_over
+            )
             abandoned = [owner for owner, alive in liveness.items() if not alive]
             connection.executemany(
                 "UPDATE runs SET state = 'abandoned' WHERE run_id = ? AND state = 'running'",
@@ -644,51 +681,26 @@ class InspectionDatabase:
         return claims
 
     def _decide(
-        self,
-        connection: sqlite3.Connection,
-        run_id: int,
-        model_sha256: str,
-        name: str,
-        identity: FileIdentity,
-        new_only: bool,
-        first_with_content: dict[str, str],
-        liveness: dict[int, bool],
-    ) -> tuple[str, str | None]:
-        earlier = first_with_content.setdefault(identity.sha256, name)
-        if earlier != name:
-            return ("skip", f"same content as {earlier}") if new_only else ("score", None)
-        row = connection.execute(
-            "SELECT run_id, input, state FROM claims WHERE model_sha256 = ? AND content_sha256 = ?",
-            (model_sha256, identity.sha256),
-        ).fetchone()
-        if row is None:
-            connection.execute(
-                "INSERT INTO claims (model_sha256, content_sha256, run_id, input, state) "
-                "VALUES (?, ?, ?, ?, 'claimed')",
-                (model_sha256, identity.sha256, run_id, name),
-            )
-            return "score", None
-        owner, owner_input, state = row
+        self, run_id: int, existing: tuple[int, str, str] | None, new_only: bool, liveness: dict[int, bool]
+    ) -> tuple[str, str | None, str | None]:
+        """(decision, reason, change) for one content given its claim row: change is
+        ``"insert"`` (claim it), ``"take over"`` (claim it from a dead run) or None."""
+        if existing is None:
+            return "score", None, "insert"
+        owner, owner_input, state = existing
         if state == "scored":
-            return (
-                ("skip", f"already scored with this model by run {owner} (as {owner_input})")
-                if new_only
-                else (
-                    "score",
-                    None,
-                )
-            )
+            if new_only:
+                return "skip", f"already scored with this model by run {owner} (as {owner_input})", None
+            return "score", None, None
         if owner == run_id:
-            return "score", None
+            return "score", None, None
         if owner not in liveness:
             liveness[owner] = self._run_is_alive(owner)
-        if liveness[owner]:
-            return ("skip", f"being scored by run {owner} (as {owner_input})") if new_only else ("score", None)
-        connection.execute(
-            "UPDATE claims SET run_id = ?, input = ? WHERE model_sha256 = ? AND content_sha256 = ?",
-            (run_id, name, model_sha256, identity.sha256),
-        )
-        return "score", None
+        if not liveness[owner]:
+            return "score", None, "take over"
+        if new_only:
+            return "skip", f"being scored by run {owner} (as {owner_input})", None
+        return "score", None, None
 
     def _run_model(self, run_id: int) -> str:
         if run_id not in self._model_sha256:
@@ -883,14 +895,12 @@ class InspectionDatabase:
         condition = " AND is_anomaly = 1" if anomalies_only else ""
         records = []
         with self._errors(), self._mutex:
-            # Chunks keep the number of SQL variables under SQLite's limit.
-            for start in range(0, len(run_ids), 500):
-                chunk = [int(run_id) for run_id in run_ids[start : start + 500]]
+            for chunk in _chunks([int(run_id) for run_id in run_ids]):
                 rows = self._connection.execute(
                     f"""SELECT run_id, input, status, error, seconds, warnings, score, threshold, is_anomaly,
                                pixel_threshold, anomaly_map, overlay, mask, regions, extra, sha256, size, mtime_ns,
                                absolute_paths
-                        FROM images WHERE run_id IN ({", ".join("?" * len(chunk))}){condition}
+                        FROM images WHERE run_id IN ({_placeholders(chunk)}){condition}
                         ORDER BY run_id, position""",
                     chunk,
                 ).fetchall()
