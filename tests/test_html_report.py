@@ -142,6 +142,15 @@ def test_the_rate_chart_groups_many_runs_by_time_and_keeps_the_totals():
     assert anomaly_rate_chart(points[:1]) is None
 
 
+def test_a_minimal_report_is_rendered(tmp_path):
+    # Only what is required: the model's hash, an input and a status per record.
+    report = tmp_path / "minimal.json"
+    minimal = {"settings": {"model": {"sha256": "ab"}}, "records": [{"input": "a.png", "status": "done"}]}
+    report.write_text(json.dumps(minimal))
+    html, summary = render_html_report(load_history(report), tmp_path)
+    assert summary.scored == 1 and listed(html) == [("good", None)]
+
+
 def test_a_legacy_json_report_is_read(inspection, tmp_path):
     _, records = inspection
     legacy = {

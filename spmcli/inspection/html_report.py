@@ -158,7 +158,8 @@ def _rate_points(history: InspectionHistory) -> list[RatePoint]:
 def _run_rows(history: InspectionHistory) -> list[dict[str, Any]]:
     rows = []
     for run in reversed(history.runs[-MAX_RUNS_SHOWN:]):
-        model = (run.get("settings") or {}).get("model") or {}
+        given = (run.get("settings") or {}).get("model") or {}
+        model = {key: given.get(key) for key in ("path", "sha256", "threshold", "mode")}
         counts = {key: "" for key in ("done", "anomalies", "failed", "skipped")}
         counts.update({key: value for key, value in (run.get("counts") or {}).items() if value is not None})
         rows.append(
