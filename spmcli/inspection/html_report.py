@@ -122,7 +122,7 @@ def _display_size(preview: Thumbnail | None) -> tuple[int, int]:
 
 def _region_rows(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for region in regions[:MAX_REGIONS_SHOWN]:
+    for region in [region for region in regions if isinstance(region, dict)][:MAX_REGIONS_SHOWN]:
         bbox = region.get("bbox")
         valid_box = isinstance(bbox, list | tuple) and len(bbox) == 4
         rows.append(
