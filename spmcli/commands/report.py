@@ -44,11 +44,14 @@ def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     metavar="DATE",
     help="Only runs started at or after DATE (ISO 8601; UTC unless it gives a zone).",
 )
-@click.option("--run", "run_ids", type=click.IntRange(min=1), multiple=True, help="Only this run (repeatable).")
+@click.option(
+    "--run", "run_ids", type=click.IntRange(min=1), multiple=True, metavar="ID", help="Only this run (repeatable)."
+)
 @click.option("--anomalies-only", is_flag=True, help="List only anomalous images (summary and charts count all).")
 @click.option(
     "--max-thumbnails",
     type=click.IntRange(min=0),
+    metavar="N",
     default=DEFAULT_MAX_THUMBNAILS,
     show_default=True,
     help="Previews for at most this many anomalous images (worst first); the rest are listed in a table.",

@@ -62,6 +62,13 @@ content_sha256, run_id, input, state claimed|scored): which content is scored
 or being scored with which model. ``file_hashes`` (absolute_path, stat
 signature, sha256, hashed_ns): the hash cache.
 
+References
+----------
+SQLite documentation: "Write-Ahead Logging" (concurrency, and why WAL needs one
+host), "Atomic Commit In SQLite", "BEGIN TRANSACTION" (IMMEDIATE versus
+DEFERRED and SQLITE_BUSY), and "Database File Format" (``user_version``,
+``application_id``).
+
 Examples
 --------
 >>> import tempfile, pathlib

@@ -8,6 +8,10 @@ before it was hashed, as ``git`` does with its index: a write in the same clock
 tick as the hash could otherwise go unseen. Any write to a file changes its
 change time, which no program can set back, so a rewrite in place (even one that
 restores the modification time, as ``cp -p`` does) is hashed again.
+
+References
+----------
+git documentation, "Use of index and Racy Git problem" (technical/racy-git.txt).
 """
 
 from __future__ import annotations
