@@ -34,7 +34,10 @@ def make_inspection(folder: Path, n_good: int, n_anomalous: int, n_failed: int, 
         path = folder / "incoming" / name
         if kind == "failed":
             path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-            records.append({"input": str(path), "status": "failed", "error": "corrupt PNG file (truncated)"})
+            records.append(
+                {"input": str(path), "output": None, "status": "failed", "error": "corrupt PNG file (truncated)",
+                 "seconds": 0.01, "warnings": []}
+            )  # fmt: skip
             continue
         y, x = np.mgrid[0:48, 0:64]
         image = 0.5 + 0.2 * np.sin(x / 3.0) * np.sin(y / 4.0) + 0.03 * rng.standard_normal((48, 64))
@@ -54,6 +57,7 @@ def make_inspection(folder: Path, n_good: int, n_anomalous: int, n_failed: int, 
         records.append(
             {
                 "input": str(path),
+                "output": None,
                 "status": "done",
                 "error": None,
                 "seconds": 0.05,
@@ -61,6 +65,9 @@ def make_inspection(folder: Path, n_good: int, n_anomalous: int, n_failed: int, 
                 "score": score,
                 "threshold": THRESHOLD,
                 "is_anomaly": anomalous,
+                "psnr": 31.5,
+                "ssim": 0.91,
+                "max_patch_error": 0.08,
                 "pixel_threshold": 1.7,
                 "anomaly_map": str(map_path),
                 "overlay": str(overlay_path),
@@ -95,16 +102,19 @@ def counts_of(records: list[dict]) -> dict[str, int]:
     }
 
 
-def header(records: list[dict], started: str = "2026-12-01T08:00:00Z", finished: str = "2026-12-01T08:00:05Z") -> dict:
-    """The run header of a detect JSON report for these records."""
+def header(records: list[dict], started: str = "2026-12-01T08:00:00.000+00:00") -> dict:
+    """The run header of a detect JSON report for these records, as the batch engine writes it."""
     return {
         "report_format": 2,
         "spmcli_version": "0.2.0",
         "command": "detect",
-        "command_line": "spmcli detect incoming/ --dict model.npz --report run.json --heatmap-dir maps",
-        "settings": {"model": MODEL},
+        "command_line": ["spmcli", "detect", "incoming/", "--dict", "model.npz", "--report", "run.json"],
+        "settings": {"model": MODEL["path"], "threshold": THRESHOLD, "max_pixels": 200_000_000},
+        "model": {**MODEL, "threshold_method": "quantile 0.95 of 25 calibration image scores"},
         "started": started,
-        "finished": finished,
+        "finished": started.replace("08:00:00", "08:00:05"),
+        "seconds": 5.0,
+        "execution": {"workers": 1, "scheduler": None},
         "counts": counts_of(records),
         "exit_code": 3 if any(record["status"] == "failed" for record in records) else 0,
     }
@@ -119,8 +129,14 @@ def fill_database(path: Path, runs: list[tuple[str, list[dict]]]) -> None:
     """One finished run per (start time, records), recorded as detect records them."""
     with InspectionDatabase.open(path) as database:
         for started, records in runs:
-            settings = {"model": MODEL}
-            run_id = database.start_run(command="detect", command_line="detect", settings=settings, started=started)
+            run_header = header(records, started)
+            run_id = database.start_run(
+                command="detect",
+                command_line=run_header["command_line"],
+                settings=run_header["settings"],
+                model=run_header["model"],
+                started=started,
+            )
             database.claim(run_id, [record["input"] for record in records], new_only=False)
             for record in records:
                 database.record_image(run_id, record)

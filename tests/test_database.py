@@ -192,6 +192,16 @@ def test_an_unreadable_input_is_scored_so_that_reading_it_reports_the_problem(tm
     assert "No such file" in claim.reason
 
 
+def test_a_transaction_cut_short_by_a_signal_does_not_block_the_next(tmp_path, database):
+    paths = make_folder(tmp_path / "incoming", 2)
+    run_id = database.start_run(command="detect", command_line="x", settings={"model": MODEL})
+    database.claim(run_id, paths, new_only=True)
+    # As if SIGTERM had struck after a BEGIN and again before its rollback ran.
+    database._connection.execute("BEGIN IMMEDIATE")
+    database.record_image(run_id, done(paths[0]))
+    assert [record["input"] for record in database.records([run_id])] == [str(paths[0])]
+
+
 def test_records_round_trip_in_input_order(tmp_path, database):
     paths = make_folder(tmp_path / "incoming", 3)
     run_id = database.start_run(command="detect", command_line="spmcli detect x", settings={"model": MODEL})
@@ -240,6 +250,23 @@ def test_records_round_trip_in_input_order(tmp_path, database):
     assert run["counts"] == {**COUNTS, "inputs": 3, "done": 2, "failed": 1, "anomalies": 1}
     assert run["settings"]["model"] == MODEL
     assert database.run_report(run_id)["records"] == records
+
+
+def test_a_run_header_in_the_batch_engines_shape_round_trips(tmp_path, database):
+    # The model beside the settings (not in them) and the command line as a list.
+    command_line = ["spmcli", "detect", "in coming/", "--db", "x.sqlite"]
+    model = {**MODEL, "threshold_method": "given with --threshold"}
+    settings = {"model": "model.npz", "threshold": 2.5, "max_pixels": None}
+    started = "2026-12-01T08:00:00.123+00:00"
+    run_id = database.start_run(
+        command="detect", command_line=command_line, settings=settings, model=model, started=started
+    )
+    [run] = database.runs()
+    assert (run["command_line"], run["settings"], run["model"]) == (command_line, settings, model)
+    assert run["started"] == started
+    with pytest.raises(ValueError, match="sha256"):
+        database.start_run(command="detect", command_line="x", settings=settings)
+    assert run_id == 1
 
 
 def test_skipped_records_are_counted_not_stored(tmp_path, database):

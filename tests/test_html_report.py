@@ -55,6 +55,7 @@ def test_anomalies_come_first_worst_first_then_failures_then_the_rest(inspection
     assert (summary.scored, summary.anomalies, summary.failed, summary.previews) == (10, 4, 2, 4)
     assert html.count("<img ") == 8  # each anomaly: its preview and its overlay
     assert "corrupt PNG file (truncated)" in html
+    assert "spmcli detect incoming/ --dict model.npz --report run.json" in html  # the argument list, joined
 
 
 def test_untrusted_text_is_escaped_and_the_page_loads_nothing(inspection):

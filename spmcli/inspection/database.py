@@ -50,8 +50,8 @@ bytes unchanged, not scored.
 Schema (version 1, :mod:`.database_schema`)
 -------------------------------------------
 ``models`` (model_id, sha256, path, threshold, mode): one row per model file
-and threshold used. ``runs`` (run_id, model_id, command, command_line,
-spmcli_version, settings JSON, started, started_unix, finished, state
+and threshold used. ``runs`` (run_id, model_id, command, command_line JSON,
+spmcli_version, settings JSON, model JSON, started, started_unix, finished, state
 running|finished|abandoned, exit_code, counts, host, pid). ``images`` (run_id,
 position, input, absolute paths, sha256, size, mtime_ns, status done|failed|
 not_started, error, seconds, warnings, score, threshold, is_anomaly,
@@ -398,6 +398,10 @@ class InspectionDatabase:
         with self._mutex:
             if self.readonly:
                 raise DatabaseError("opened read-only", self.path)
+            if self._connection.in_transaction:
+                # A signal (SIGTERM raises in the main thread) cut an earlier transaction
+                # short between its failure and its rollback: finish that rollback first.
+                self._connection.execute("ROLLBACK")
             self._connection.execute("BEGIN IMMEDIATE")
             try:
                 yield self._connection
@@ -419,8 +423,9 @@ class InspectionDatabase:
         self,
         *,
         command: str,
-        command_line: str,
+        command_line: str | Sequence[str],
         settings: Mapping[str, Any],
+        model: Mapping[str, Any] | None = None,
         spmcli_version: str = __version__,
         started: str | None = None,
     ) -> int:
@@ -430,27 +435,31 @@ class InspectionDatabase:
         ----------
         command : str
             ``"detect"``.
-        command_line : str
-            The command line as typed (shell-quoted).
+        command_line : str or sequence of str
+            The command line, as the report header has it (kept as given).
         settings : mapping
-            The run's settings as in the report header (JSON-serialisable); must hold
-            ``model`` = {``path``, ``sha256``, ``threshold``, ``mode``}: the model
-            whose scores ``--new-only`` looks up.
+            The run's settings as in the report header (JSON-serialisable).
+        model : mapping, optional
+            The model: ``sha256`` (required: the model whose scores ``--new-only``
+            looks up), ``path``, ``threshold``, ``mode``; other keys are kept in the
+            settings. When omitted, ``settings["model"]`` if it is such a mapping.
         spmcli_version : str
         started : str, optional
-            ISO 8601 UTC start time; now when omitted.
+            ISO 8601 start time (UTC unless it says otherwise); now when omitted.
 
         Returns
         -------
         int
             The run's id.
         """
-        model = settings.get("model")
+        if model is None and isinstance(settings.get("model"), Mapping):
+            model = settings["model"]
         if not isinstance(model, Mapping) or not model.get("sha256"):
-            raise ValueError("settings must hold model = {path, sha256, threshold, mode}")
+            raise ValueError("the run's model must be a mapping with at least its sha256")
         started = started or _utc_now()
         started_unix = parse_timestamp(started).timestamp()
         settings_json = _json(dict(settings))
+        model_json = _json(dict(model))
         threshold = _finite_or_none(model.get("threshold"))
         lock = None
         try:
@@ -467,15 +476,16 @@ class InspectionDatabase:
                 else:
                     model_id = row[0]
                 run_id = connection.execute(
-                    """INSERT INTO runs (model_id, command, command_line, spmcli_version, settings, started,
-                                         started_unix, host, pid)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    """INSERT INTO runs (model_id, command, command_line, spmcli_version, settings, model,
+                                         started, started_unix, host, pid)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     (
                         model_id,
                         command,
-                        command_line,
+                        _json(command_line if isinstance(command_line, str) else list(command_line)),
                         spmcli_version,
                         settings_json,
+                        model_json,
                         started,
                         started_unix,
                         socket.gethostname(),
@@ -838,7 +848,8 @@ class InspectionDatabase:
             Keys: ``run_id``, ``state`` (``running``, ``finished``, ``abandoned``; a
             ``running`` run whose process is gone reads ``abandoned``),
             ``spmcli_version``, ``command``, ``command_line``, ``settings``,
-            ``started``, ``finished``, ``counts`` (None while running),
+            ``model`` (as given to :meth:`start_run`), ``started``, ``finished``,
+            ``counts`` (None while running),
             ``exit_code``, ``host``, ``pid``.
         """
         conditions, parameters = [], []
@@ -855,7 +866,8 @@ class InspectionDatabase:
         with self._errors(), self._mutex:
             rows = self._connection.execute(
                 f"""SELECT run_id, state, spmcli_version, command, command_line, settings, started, finished,
-                           exit_code, n_inputs, n_done, n_failed, n_skipped, n_not_started, n_anomalies, host, pid
+                           exit_code, n_inputs, n_done, n_failed, n_skipped, n_not_started, n_anomalies, host, pid,
+                           model
                     FROM runs {where} ORDER BY started_unix, run_id""",
                 parameters,
             ).fetchall()
@@ -871,8 +883,9 @@ class InspectionDatabase:
                     "state": state,
                     "spmcli_version": row[2],
                     "command": row[3],
-                    "command_line": row[4],
+                    "command_line": json.loads(row[4]),
                     "settings": json.loads(row[5]),
+                    "model": json.loads(row[17]),
                     "started": row[6],
                     "finished": row[7],
                     "counts": counts,

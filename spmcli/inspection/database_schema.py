@@ -32,6 +32,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             command_line TEXT NOT NULL,
             spmcli_version TEXT NOT NULL,
             settings TEXT NOT NULL,
+            model TEXT NOT NULL,
             started TEXT NOT NULL,
             started_unix REAL NOT NULL,
             finished TEXT,

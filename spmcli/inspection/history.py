@@ -36,7 +36,8 @@ class InspectionHistory:
         The database or JSON file they came from.
     runs : list of dict
         Run headers (``run_id``, ``state``, ``command_line``, ``settings``,
-        ``started``, ``finished``, ``counts``, ``exit_code``...), oldest first.
+        ``model``, ``started``, ``finished``, ``counts``, ``exit_code``...),
+        oldest first.
     records : list of dict
         Per-image records of those runs (the report's fields plus ``run_id``
         and ``absolute_paths``), by run then input order. Skipped inputs are not
@@ -144,13 +145,11 @@ def _from_legacy_layout(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         **payload,
         "command": "detect",
-        "settings": {
-            "model": {
-                "path": dictionary.get("path"),
-                "sha256": dictionary.get("sha256"),
-                "threshold": payload.get("threshold"),
-                "mode": payload.get("detector_mode"),
-            }
+        "model": {
+            "path": dictionary.get("path"),
+            "sha256": dictionary.get("sha256"),
+            "threshold": payload.get("threshold"),
+            "mode": payload.get("detector_mode"),
         },
         "counts": {
             "inputs": counts.get("images", len(records)),
@@ -185,13 +184,18 @@ def history_from_json(path: str | Path, *, since: str | dt.datetime | None = Non
         moment = parse_timestamp(since) if isinstance(since, str) else since
         if parse_timestamp(started) < moment:
             raise SpmcliError(f"its run started at {started}, before --since {since}", path)
+    settings = payload.get("settings") if isinstance(payload.get("settings"), dict) else {}
+    model = payload.get("model")
+    if not isinstance(model, dict):  # the model may sit in the settings instead
+        model = settings.get("model") if isinstance(settings.get("model"), dict) else {}
     run = {
         "run_id": 1,
         "state": "finished" if payload.get("finished") else "unknown",
         "spmcli_version": payload.get("spmcli_version"),
         "command": payload.get("command", "detect"),
         "command_line": payload.get("command_line"),
-        "settings": payload.get("settings") or {},
+        "settings": settings,
+        "model": model,
         "started": started,
         "finished": payload.get("finished"),
         "counts": payload.get("counts"),

@@ -25,6 +25,7 @@ import datetime as dt
 import functools
 import math
 import os
+import shlex
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -158,8 +159,11 @@ def _rate_points(history: InspectionHistory) -> list[RatePoint]:
 def _run_rows(history: InspectionHistory) -> list[dict[str, Any]]:
     rows = []
     for run in reversed(history.runs[-MAX_RUNS_SHOWN:]):
-        given = (run.get("settings") or {}).get("model") or {}
+        given = run.get("model") or {}
         model = {key: given.get(key) for key in ("path", "sha256", "threshold", "mode")}
+        command_line = run.get("command_line") or ""
+        if not isinstance(command_line, str):  # a list of arguments, as the shell passed them
+            command_line = shlex.join(str(argument) for argument in command_line)
         counts = {key: "" for key in ("done", "anomalies", "failed", "skipped")}
         counts.update({key: value for key, value in (run.get("counts") or {}).items() if value is not None})
         rows.append(
@@ -173,7 +177,7 @@ def _run_rows(history: InspectionHistory) -> list[dict[str, Any]]:
                 "model": model,
                 "model_sha": (model.get("sha256") or "")[:12],
                 "threshold_text": _score_text(model.get("threshold")),
-                "command_line": run.get("command_line") or "",
+                "command_line": command_line,
             }
         )
     return rows
