@@ -42,6 +42,7 @@ COMMAND_MODULES = {
     "inpaint": "inpaint",
     "tv-denoise": "tv_denoise",
     "detect": "detect",
+    "report": "report",
 }
 
 

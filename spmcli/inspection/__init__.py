@@ -1,5 +1,6 @@
 """Defect inspection: a detector learned from good images only, its anomaly
-scores and maps, and reports (JSON/CSV, heatmap overlays).
+scores and maps, reports (JSON/CSV, heatmap overlays), the inspection database
+(the history of runs, for incremental cron runs) and the HTML report.
 
 Built on the sparse core; knows nothing of the command line.
 """
@@ -13,6 +14,14 @@ _EXPORTS = {
     "fit_detector": "detector",
     "anomaly_overlay": "report",
     "write_report": "report",
+    "InspectionDatabase": "database",
+    "DatabaseError": "database",
+    "file_identity": "file_identity",
+    "InspectionHistory": "history",
+    "load_history": "history",
+    "write_html_report": "html_report",
 }
-__getattr__, __dir__ = lazy_attributes(__name__, globals(), _EXPORTS, ("detector", "report"))
+__getattr__, __dir__ = lazy_attributes(
+    __name__, globals(), _EXPORTS, ("detector", "report", "database", "history", "html_report")
+)
 __all__ = sorted(_EXPORTS)
