@@ -284,6 +284,7 @@ def run_tasks(
     skip_existing: bool = False,
     on_record: Callable[[dict], None] | None = None,
     progress: ProgressCallback | None = None,
+    decided: dict[int, dict] | None = None,
 ) -> BatchResult:
     """Run ``function`` over ``tasks`` and gather their records in task order.
 
@@ -305,6 +306,9 @@ def run_tasks(
         Called in this process with each record as it completes (any order).
     progress : callable, optional
         Per-stage progress callback passed to the function; used with one job only.
+    decided : dict, optional
+        Records already decided by the caller, by task position (for example
+        inputs an inspection database says were scored before): not run.
 
     Returns
     -------
@@ -320,7 +324,9 @@ def run_tasks(
 
     to_run = []
     for position, task in enumerate(tasks):
-        if skip_existing and _outputs_exist(task):
+        if decided and position in decided:
+            finish(position, decided[position])
+        elif skip_existing and _outputs_exist(task):
             finish(position, _skipped(task))
         else:
             to_run.append((position, task))

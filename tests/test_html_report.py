@@ -269,11 +269,16 @@ def test_report_command_usage_errors(inspection, tmp_path, arguments, code, mess
     assert message in result.output
 
 
-def test_report_command_refuses_a_missing_output_folder(inspection, tmp_path):
+def test_report_command_follows_the_output_rule(inspection, tmp_path):
     _, records = inspection
     report = write_json_report(tmp_path / "run.json", records)
-    result = CliRunner().invoke(cli, ["report", str(report), "-o", str(tmp_path / "nowhere" / "r.html")])
-    assert result.exit_code == 2 and "does not exist" in result.output
+    # A missing folder is created, as for every output option ...
+    result = CliRunner().invoke(cli, ["report", str(report), "-o", str(tmp_path / "new" / "r.html")])
+    assert result.exit_code == 0 and (tmp_path / "new" / "r.html").is_file()
+    # ... a file in the way of a folder is a usage error.
+    (tmp_path / "blocker").write_text("x")
+    result = CliRunner().invoke(cli, ["report", str(report), "-o", str(tmp_path / "blocker" / "r.html")])
+    assert result.exit_code == 2 and "is not a folder" in result.output
 
 
 def test_a_failed_report_leaves_the_previous_page_untouched(inspection, tmp_path, monkeypatch):

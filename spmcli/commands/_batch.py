@@ -240,6 +240,8 @@ def run_batch(
     extra_counts: Callable[[BatchResult], dict] | None = None,
     anomalies: Callable[[BatchResult], int] | None = None,
     final_note: Callable[[BatchResult], str] | None = None,
+    decided: dict[int, dict] | None = None,
+    on_finish: Callable[[BatchResult, int], None] | None = None,
 ) -> BatchResult:
     """Run the tasks, print as they finish, write the report, and exit with the documented code.
 
@@ -248,6 +250,8 @@ def run_batch(
     line. At the end: a summary line, the list of failures, and the exit code
     (143/130 when stopped by SIGTERM/SIGINT, else 3 when an input failed, else
     1 when ``anomalies`` counts any and ``--fail-on-anomaly`` asked for it).
+    ``decided`` records are not run (see :func:`spmcli.batch.run_tasks`);
+    ``on_finish(result, exit_code)`` runs before the report is written.
     """
     tqdm.monitor_interval = 0  # no monitor thread: worker processes are forked from this one
     shown_warnings: set[str] = set()
@@ -284,7 +288,7 @@ def run_batch(
     try:
         result = run_tasks(
             function, tasks, settings, jobs=jobs, scheduler=scheduler, skip_existing=skip_existing,
-            on_record=received, progress=progress,
+            on_record=received, progress=progress, decided=decided,
         )  # fmt: skip
     finally:
         stage_bars.close()
@@ -300,6 +304,8 @@ def run_batch(
         exit_code = EXIT_ANOMALY
     else:
         exit_code = 0
+    if on_finish is not None:
+        on_finish(result, exit_code)
     if report_path is not None:
         report = build_report(
             ctx, command, settings, result, exit_code, scheduler, extra_header,
@@ -331,7 +337,7 @@ def _finish(
         where = f" with {result.workers} jobs"
     parts = [f"{verb} {counts['done']} of {counts['inputs']} image(s){note} in {seconds:.1f} s{where}"]
     if counts["skipped"]:
-        parts.append(f"{counts['skipped']} skipped (outputs exist)")
+        parts.append(f"{counts['skipped']} skipped (done before)")
     if counts["failed"]:
         parts.append(f"{counts['failed']} failed")
     line = "; ".join(parts) + (f" -> {report_path}" if report_path else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -9,8 +10,9 @@ from pathlib import Path
 import click
 
 from ..batch import BatchResult, Task
+from ..inspection.database import InspectionDatabase
 from ..tasks import detect as task_module
-from ._batch import batch_options, resolve_workers, run_batch
+from ._batch import batch_options, command_line, resolve_workers, run_batch
 from ._common import (
     expand_images,
     is_quiet,
@@ -111,6 +113,20 @@ def _write_report(path: str, report: dict) -> None:
     help="Write <name>_anomaly.tiff (float32 per-pixel anomaly) and <name>_overlay.png for each image.",
 )
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with code 1 when any image is anomalous.")
+@click.option(
+    "--db",
+    "database_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Record the run and each image's result in this SQLite inspection database (created if missing); "
+    "see spmcli report.",
+)
+@click.option(
+    "--new-only",
+    is_flag=True,
+    help="With --db: score only images whose content was not already scored with this model, under any name "
+    "(a file rewritten in place is scored again); skip the others.",
+)
 @batch_options()
 @max_pixels_option
 @click.pass_context
@@ -122,6 +138,8 @@ def command(
     report_path: str | None,
     heatmap_dir: str | None,
     fail_on_anomaly: bool,
+    database_path: str | None,
+    new_only: bool,
     max_pixels: int,
     jobs: int | str,
     scheduler: str | None,
@@ -138,7 +156,11 @@ def command(
     """
     if threshold is not None and not math.isfinite(threshold):
         raise click.BadParameter("must be a finite number", param_hint="--threshold")
+    if new_only and database_path is None:
+        raise click.UsageError("--new-only needs --db (the database remembers what was scored)")
     paths = expand_images(images, ctx)
+    if database_path is not None:
+        prepare_output_file(database_path, "--db", inputs=paths)
     if report_path is not None:
         prepare_output_file(report_path, "--report", extensions=(".json", ".csv"), inputs=paths)
     heatmaps = [None] * len(paths)
@@ -146,7 +168,8 @@ def command(
         heatmaps = _heatmap_targets(paths, prepare_output_dir(heatmap_dir, "--heatmap-dir"))
     elif skip_existing:
         raise click.UsageError("--skip-existing needs per-image outputs to look for (--heatmap-dir)")
-    # Read once here so that a bad model is one error before any image is scored.
+    # Opened first, then the model read: a bad database or model is one error before any image is scored.
+    database = InspectionDatabase.open(database_path) if database_path is not None else None
     detector = task_module.load_detector(dictionary_path)
     used_threshold = detector.threshold if threshold is None else threshold
     method = detector.threshold_method if threshold is None else "given with --threshold"
@@ -162,9 +185,40 @@ def command(
         for index, (path, target) in enumerate(zip(paths, heatmaps, strict=True))
     ]
 
-    def anomaly_line(record: dict) -> None:
+    model = {
+        "path": str(dictionary_path),
+        "sha256": _sha256(dictionary_path),
+        "mode": detector.settings.mode,
+        "threshold": used_threshold,
+        "threshold_method": method,
+    }
+    decided: dict[int, dict] = {}
+    run_id = None
+    if database is not None:
+        run_id = database.start_run(
+            command="detect", command_line=command_line(ctx), settings=dataclasses.asdict(settings), model=model
+        )
+        for claim in database.claim(run_id, [str(path) for path in paths], new_only=new_only):
+            if claim.decision != "score":
+                decided[claim.position] = {
+                    "input": claim.input, "output": None, "status": "skipped", "error": None, "seconds": 0.0,
+                    "warnings": [], "note": claim.reason,
+                }  # fmt: skip
+
+    def on_record(record: dict) -> None:
+        if database is not None and record["status"] != "skipped":
+            database.record_image(run_id, record)
         if record["status"] == "done" and record["is_anomaly"] and not is_quiet(ctx):
             click.echo(f"anomaly: {record['input']} (score {record['score']:.3f} > {used_threshold:.3f})", err=True)
+
+    def on_finish(result: BatchResult, exit_code: int) -> None:
+        if database is None:
+            return
+        for record in result.records:
+            if record["status"] == "not_started":
+                database.record_image(run_id, record)  # releases its claim for the next run
+        database.finish_run(run_id, {**result.counts, "anomalies": count_anomalies(result)}, exit_code)
+        database.close()
 
     def count_anomalies(result: BatchResult) -> int:
         return sum(1 for record in result.records if record["status"] == "done" and record["is_anomaly"])
@@ -181,16 +235,10 @@ def command(
         verb="Scored",
         report_path=report_path,
         write_report=_write_report,
-        extra_header={
-            "model": {
-                "path": str(dictionary_path),
-                "sha256": _sha256(dictionary_path),
-                "mode": detector.settings.mode,
-                "threshold": used_threshold,
-                "threshold_method": method,
-            }
-        },
-        on_record=anomaly_line,
+        extra_header={"model": model, "database": database_path, "run_id": run_id},
+        on_record=on_record,
+        decided=decided,
+        on_finish=on_finish,
         extra_counts=lambda result: {"anomalies": count_anomalies(result)},
         anomalies=count_anomalies,
         final_note=lambda result: f": {count_anomalies(result)} anomalous (threshold {used_threshold:.3f}, {method})",

@@ -9,7 +9,7 @@ import click
 from ..inspection.database import parse_timestamp
 from ..inspection.history import load_history
 from ..inspection.html_report import DEFAULT_MAX_THUMBNAILS, write_html_report
-from ._common import progress_bar, say
+from ._common import prepare_output_file, progress_bar, say
 
 EPILOG = """\b
 Examples:
@@ -76,10 +76,7 @@ def command(
     image, overlay, anomaly map and mask files. Previews are embedded; the page
     needs no network or server. Without --since or --run, every run is included.
     """
-    target = Path(output)
-    folder = target.parent if str(target.parent) else Path(".")
-    if not folder.is_dir():
-        raise click.BadParameter(f"{output}: folder {folder} does not exist", param_hint="-o")
+    target = prepare_output_file(output, "-o", extensions=(".html", ".htm"), inputs=[Path(source)])
     history = load_history(source, since=since, run_ids=list(run_ids) or None)
     selection = ", ".join(
         part
