@@ -1,0 +1,180 @@
+"""The density model of good patches: robust standardisation of the features,
+per-position deviations for aligned images, and the distance of a descriptor
+to its nearest good descriptors in a thinned memory bank.
+
+A patch is anomalous when no good patch looks like it. The descriptor of a
+patch (its features, each divided by the spread of that feature over good
+patches) is compared with a *memory bank* of good descriptors; its anomaly is
+the mean Euclidean distance to its ``n_neighbours`` nearest ones, in units of
+the good patches' spread. Unlike independent z-scores, this knows which
+*combinations* are normal (a high residual is normal on a mortar joint, not on
+a flat brick face), and it works in both directions: too little contrast
+("texture missing") is as far from the good patches as too much. This is the
+nearest-neighbour scoring of PatchCore [1]_ on hand-made, explainable
+features, with a random, seeded thinning of the bank instead of a coreset.
+
+For aligned images each feature is first replaced by its deviation from the
+good images at the same grid position (divided by the spread there, shrunk
+towards the average spread since a few dozen images give noisy estimates);
+the bank then holds the leave-one-out deviations of the training images, so a
+training image is not compared with statistics that contain itself.
+
+References
+----------
+.. [1] K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox and P. Gehler,
+       "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022.
+.. [2] F. R. Hampel, "The influence curve and its role in robust estimation",
+       J. American Statistical Association 69, 1974 (median absolute deviation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = [
+    "PositionModel",
+    "ScaleModel",
+    "leave_one_out_share",
+    "position_model",
+    "robust_location_spread",
+    "thin_bank",
+]
+
+# Spreads never reach zero (flat training images), so standardised values stay finite.
+SPREAD_FLOOR = 1e-6
+# Aligned mode: weight of the position-averaged variance in each position's
+# variance (shrinkage, as Ledoit & Wolf 2004 for covariances).
+POSITION_SHRINK = 0.5
+
+
+def robust_location_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median and MAD-based spread [2]_ of each column of ``values`` ``(n, F)``."""
+    location = np.median(values, axis=0)
+    spread = 1.4826 * np.median(np.abs(values - location), axis=0)
+    # A feature constant on most patches (MAD 0) falls back to its standard deviation.
+    spread = np.where(spread > SPREAD_FLOOR, spread, values.std(axis=0))
+    return location, np.maximum(spread, SPREAD_FLOOR)
+
+
+def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int) -> np.ndarray:
+    """A seeded random subset of at most ``bank_size`` rows, in their original order."""
+    if descriptors.shape[0] <= bank_size:
+        return descriptors.copy()
+    keep = np.random.default_rng(seed).choice(descriptors.shape[0], bank_size, replace=False)
+    return descriptors[np.sort(keep)]
+
+
+@dataclass
+class PositionModel:
+    """Per-position statistics of standardised features (aligned mode).
+
+    Attributes
+    ----------
+    mean : ndarray, shape (F, n_rows, n_cols)
+    spread : ndarray, shape (F, n_rows, n_cols)
+        Shrunk standard deviation at each position.
+    """
+
+    mean: np.ndarray
+    spread: np.ndarray
+
+    def deviations(self, standardised: np.ndarray) -> np.ndarray:
+        """``(F, rows, cols)`` standardised features -> deviations in position spreads."""
+        return (standardised - self.mean) / self.spread
+
+
+def _shrunk_spread(variance: np.ndarray) -> np.ndarray:
+    average = variance.mean(axis=(1, 2), keepdims=True)
+    return np.sqrt((1 - POSITION_SHRINK) * variance + POSITION_SHRINK * average + SPREAD_FLOOR**2)
+
+
+def position_model(stack: np.ndarray) -> tuple[PositionModel, np.ndarray]:
+    """Per-position model of ``stack`` ``(n_images, F, rows, cols)`` and the
+    leave-one-out deviations of every image, same shape as ``stack``."""
+    n_images = stack.shape[0]
+    if n_images < 2:
+        raise ValueError("aligned statistics need at least 2 good images")
+    mean = stack.mean(axis=0)
+    variance = stack.var(axis=0, ddof=1)
+    model = PositionModel(mean, _shrunk_spread(variance))
+    # Mean without image i: (n * mean - x_i) / (n - 1); the spread barely
+    # changes and is kept (the shrinkage dominates it anyway).
+    loo_mean = (n_images * mean[None] - stack) / (n_images - 1)
+    return model, (stack - loo_mean) / model.spread[None]
+
+
+def leave_one_out_share(stack: np.ndarray) -> float:
+    """Share of the variance of held-out images' features that the position explains.
+
+    For each image in turn, its standardised features are predicted by the
+    other images' mean at the same position, and by their mean over all
+    positions; the share is ``1 - error(position) / error(pooled)``, summed
+    over images, positions and features. Near 0 (or below) for textures
+    photographed at random places; high for aligned parts, whose layout
+    (busbars, edges, print) sits at fixed positions.
+    """
+    n_images = stack.shape[0]
+    if n_images < 3:
+        return 0.0
+    position_mean = stack.mean(axis=0)
+    loo_position = (n_images * position_mean[None] - stack) / (n_images - 1)
+    image_means = stack.mean(axis=(2, 3), keepdims=True)
+    loo_pooled = (n_images * image_means.mean(axis=0, keepdims=True) - image_means) / (n_images - 1)
+    position_error = float(((stack - loo_position) ** 2).sum())
+    pooled_error = float(((stack - loo_pooled) ** 2).sum())
+    if pooled_error <= 0:
+        return 0.0
+    return 1.0 - position_error / pooled_error
+
+
+@dataclass
+class ScaleModel:
+    """The model of good patches at one scale.
+
+    Attributes
+    ----------
+    location, spread : ndarray, shape (F,)
+        Median and MAD-based spread of each raw feature over good patches.
+    bank : ndarray, shape (n_bank, F)
+        Thinned good descriptors (standardised, or position deviations).
+    positions : PositionModel or None
+        Aligned mode's per-position statistics of the standardised features.
+    """
+
+    location: np.ndarray
+    spread: np.ndarray
+    bank: np.ndarray
+    positions: PositionModel | None = None
+    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        # The search tree is rebuilt where it is used: cheaper than shipping it.
+        state = self.__dict__.copy()
+        state["_tree"] = None
+        return state
+
+    def descriptors(self, values: np.ndarray, polarity_clip: np.ndarray) -> np.ndarray:
+        """Raw features ``(F, rows, cols)`` -> descriptors ``(rows * cols, F)``.
+
+        ``polarity_clip`` ``(F,)`` holds -1 (ignore values below the good
+        median), +1 (ignore values above it) or 0 for each feature.
+        """
+        standardised = (values - self.location[:, None, None]) / self.spread[:, None, None]
+        if self.positions is not None:
+            standardised = self.positions.deviations(standardised)
+        clip = polarity_clip[:, None, None]
+        standardised = np.where(clip * standardised > 0, 0.0, standardised)
+        return standardised.reshape(standardised.shape[0], -1).T
+
+    def nearest(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean distance to the ``n_neighbours`` nearest bank rows, and the nearest row's index."""
+        if self._tree is None:
+            self._tree = cKDTree(self.bank)
+        count = min(n_neighbours, self.bank.shape[0])
+        distances, indices = self._tree.query(descriptors, k=count)
+        if count == 1:
+            return distances, indices
+        return distances.mean(axis=1), indices[:, 0]
