@@ -191,7 +191,9 @@ def _parse_overrides(pairs: list[str]) -> dict:
     for pair in pairs:
         key, _, value = pair.partition("=")
         field_type = type(getattr(DetectorSettings(), key))
-        if field_type is tuple:
+        if field_type is bool:
+            overrides[key] = value.lower() in ("1", "true", "yes")
+        elif field_type is tuple:
             overrides[key] = tuple(v for v in value.split(",") if v)
         else:
             overrides[key] = field_type(value)

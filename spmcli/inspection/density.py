@@ -23,6 +23,8 @@ References
 ----------
 .. [1] K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox and P. Gehler,
        "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022.
+.. [3] A. Kessy, A. Lewin and K. Strimmer, "Optimal whitening and
+       decorrelation", The American Statistician 72(4), 2018.
 .. [2] F. R. Hampel, "The influence curve and its role in robust estimation",
        J. American Statistical Association 69, 1974 (median absolute deviation).
 """
@@ -41,6 +43,7 @@ __all__ = [
     "position_model",
     "robust_location_spread",
     "thin_bank",
+    "zca_whitening",
 ]
 
 # Spreads never reach zero (flat training images), so standardised values stay finite.
@@ -60,11 +63,22 @@ def robust_location_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int) -> np.ndarray:
-    """A seeded random subset of at most ``bank_size`` rows, in their original order."""
-    if descriptors.shape[0] <= bank_size:
+    """At most ``bank_size`` good descriptors: half a seeded random sample (the
+    typical patches, in proportion), half the rows farthest from that sample
+    (rare but normal patches, such as a reflection or an edge, which a random
+    sample would drop and then flag). In the rows' original order."""
+    count = descriptors.shape[0]
+    if count <= bank_size:
         return descriptors.copy()
-    keep = np.random.default_rng(seed).choice(descriptors.shape[0], bank_size, replace=False)
-    return descriptors[np.sort(keep)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(count)
+    typical = order[: bank_size - bank_size // 2]
+    # The rare half is chosen among a bounded seeded sample, so learning time
+    # stays bounded on large training sets.
+    candidates = order[bank_size - bank_size // 2 :][: 20 * bank_size]
+    distance, _ = cKDTree(descriptors[typical]).query(descriptors[candidates], k=1)
+    rare = candidates[np.argsort(-distance, kind="stable")[: bank_size // 2]]
+    return descriptors[np.sort(np.concatenate([typical, rare]))]
 
 
 @dataclass
@@ -130,6 +144,31 @@ def leave_one_out_share(stack: np.ndarray) -> float:
     return 1.0 - position_error / pooled_error
 
 
+# Standardised values are clipped to this many spreads when estimating the
+# covariance, so a few extreme good patches do not set it.
+_COVARIANCE_CLIP = 6.0
+# Relative ridge on the covariance's eigenvalues: no direction is stretched by
+# more than about 1 / sqrt(ridge).
+_WHITENING_RIDGE = 1e-2
+
+
+def zca_whitening(descriptors: np.ndarray) -> np.ndarray:
+    """Symmetric whitening matrix ``C^(-1/2)`` of the descriptors' covariance ``C``.
+
+    Several features can measure nearly the same thing (residual, code and
+    contrast all grow with the amount of texture); unwhitened, a distance
+    would count that one property several times and drown a feature that
+    alone carries the defect. ZCA whitening [3]_ (of all whitenings the one
+    closest to the identity) keeps each coordinate close to its feature, so
+    explanations still name features.
+    """
+    clipped = np.clip(descriptors, -_COVARIANCE_CLIP, _COVARIANCE_CLIP)
+    covariance = np.atleast_2d(np.cov(clipped, rowvar=False))
+    values, vectors = np.linalg.eigh(covariance)
+    values = np.maximum(values, 0.0) + _WHITENING_RIDGE * max(float(values.max()), SPREAD_FLOOR)
+    return (vectors / np.sqrt(values)) @ vectors.T
+
+
 @dataclass
 class ScaleModel:
     """The model of good patches at one scale.
@@ -139,15 +178,18 @@ class ScaleModel:
     location, spread : ndarray, shape (F,)
         Median and MAD-based spread of each raw feature over good patches.
     bank : ndarray, shape (n_bank, F)
-        Thinned good descriptors (standardised, or position deviations).
+        Thinned good descriptors (standardised, or position deviations, then whitened).
     positions : PositionModel or None
         Aligned mode's per-position statistics of the standardised features.
+    whitening : ndarray, shape (F, F), or None
+        Symmetric (ZCA) whitening of the descriptors, see :func:`zca_whitening`.
     """
 
     location: np.ndarray
     spread: np.ndarray
     bank: np.ndarray
     positions: PositionModel | None = None
+    whitening: np.ndarray | None = None
     _tree: cKDTree | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -167,7 +209,14 @@ class ScaleModel:
             standardised = self.positions.deviations(standardised)
         clip = polarity_clip[:, None, None]
         standardised = np.where(clip * standardised > 0, 0.0, standardised)
-        return standardised.reshape(standardised.shape[0], -1).T
+        flat = standardised.reshape(standardised.shape[0], -1).T
+        return flat if self.whitening is None else flat @ self.whitening
+
+    def standardised(self, descriptors: np.ndarray) -> np.ndarray:
+        """Undo the whitening: descriptors back to standardised features (or deviations)."""
+        if self.whitening is None:
+            return descriptors
+        return np.linalg.solve(self.whitening, np.atleast_2d(descriptors).T).T.reshape(np.shape(descriptors))
 
     def nearest(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean distance to the ``n_neighbours`` nearest bank rows, and the nearest row's index."""

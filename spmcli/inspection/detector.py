@@ -68,6 +68,7 @@ from .density import (
     position_model,
     robust_location_spread,
     thin_bank,
+    zca_whitening,
 )
 from .features import LOG_FEATURES, feature_names, grey_image, minimum_side, scale_features, working_pyramid
 from .regions import Region, describe_deviation, describe_orientation, label_regions
@@ -380,7 +381,8 @@ class Detector:
         scale, flat = self._worst_patch(mask, bbox, results, original_shape)
         result, model = results[scale], self.scales[scale]
         names = self.feature_names
-        delta = result.descriptors[flat] - model.bank[result.nearest[flat]]
+        neighbour = model.standardised(model.bank[result.nearest[flat]])
+        delta = model.standardised(result.descriptors[flat]) - neighbour
         index = int(np.argmax(np.abs(delta)))
         name = names[index]
         row, col = divmod(flat, result.grid.cols.size)
@@ -390,7 +392,7 @@ class Detector:
             # The reference is the good images' mean at this position.
             reference_values = model.positions.mean[:, row, col] * model.spread + model.location
         else:
-            reference_values = model.bank[result.nearest[flat]] * model.spread + model.location
+            reference_values = neighbour * model.spread + model.location
         if name.startswith("orientation_"):
             first = names.index("orientation_x")
             pair = slice(first, first + 2)
@@ -690,8 +692,14 @@ def fit_detector(
         else:
             standardised = (flat - location) / spread
             descriptors = np.where(clip * standardised > 0, 0.0, standardised)
-        bank = thin_bank(descriptors, settings.bank_size, seed + scale)
-        scales.append(ScaleModel(location, spread, bank, positions))
+        whitening = zca_whitening(descriptors) if settings.whiten else None
+        if whitening is not None:
+            descriptors = descriptors @ whitening
+        if settings.density == "gaussian":
+            bank = np.zeros((1, descriptors.shape[1]))
+        else:
+            bank = thin_bank(descriptors, settings.bank_size, seed + scale)
+        scales.append(ScaleModel(location, spread, bank, positions, whitening))
     del features
     detector = Detector(
         atoms=dictionary.atoms,

@@ -78,14 +78,17 @@ FEATURE_NAMES = {
     "intensity": ("intensity",),
     "orientation": ("orientation_x", "orientation_y"),
     "lines": ("dark_lines", "bright_lines"),
+    "spots": ("dark_spots", "bright_spots"),
 }
 # Features taken as a logarithm: their floor keeps them finite on flat
 # patches and sits near the noise of an 8-bit image once gain-normalised, so
 # differences between two practically flat patches do not count.
-LOG_FEATURES = ("structure", "code", "contrast", "dark_lines", "bright_lines")
+LOG_FEATURES = ("structure", "code", "contrast", "dark_lines", "bright_lines", "dark_spots", "bright_spots")
 _LOG_FLOOR = 2e-3
-# Square closing/opening size (working pixels) of the line features.
+# Square closing/opening size (working pixels) of the spot features.
 _LINE_SIZE = 13
+# Gaussian scale (working pixels) of the Hessian of the line features.
+_RIDGE_SIGMA = 1.0
 # An image's level never counts as darker than this (a black image stays finite).
 _GAIN_FLOOR = 0.02
 # Gradient energy (gain-normalised units, squared) below which a patch has no
@@ -190,12 +193,39 @@ def _orientation(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
     return np.stack([(jxx - jyy) / energy, 2 * jxy / energy])
 
 
-def _lines(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
-    """Patch means of the dark and the bright top-hat, ``(2, rows, cols)``."""
+def _box_maxima(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Maximum of ``image`` over each grid patch, ``(n_rows, n_cols)``."""
+    # maximum_filter of even size p centred at i covers i - p/2 .. i + p/2 - 1, as above.
+    box = ndimage.maximum_filter(image, grid.patch_size, mode="nearest")
+    half = grid.patch_size // 2
+    return box[np.ix_(grid.rows + half, grid.cols + half)]
+
+
+def _spots(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Patch maxima of the dark and the bright top-hat, ``(2, rows, cols)``."""
     size = (_LINE_SIZE, _LINE_SIZE)
     dark = ndimage.grey_closing(level, size=size, mode="nearest") - level
     bright = level - ndimage.grey_opening(level, size=size, mode="nearest")
-    return np.stack([_box_means(dark, grid), _box_means(bright, grid)])
+    return np.stack([_box_maxima(dark, grid), _box_maxima(bright, grid)])
+
+
+def _lines(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Patch maxima of dark and bright ridge strength, ``(2, rows, cols)``.
+
+    From the Hessian's eigenvalues ``l1 >= l2`` at scale 1 (working pixels):
+    a dark line has one large positive curvature across it and none along
+    it, a dark spot two; ``max(l1, 0) - max(l2, 0)`` keeps lines and leaves
+    spots (and flat areas) near zero. Bright lines likewise with ``-l2``.
+    """
+    hxx = ndimage.gaussian_filter(level, _RIDGE_SIGMA, order=(0, 2))
+    hyy = ndimage.gaussian_filter(level, _RIDGE_SIGMA, order=(2, 0))
+    hxy = ndimage.gaussian_filter(level, _RIDGE_SIGMA, order=(1, 1))
+    half_trace = (hxx + hyy) / 2
+    radius = np.sqrt(((hxx - hyy) / 2) ** 2 + hxy**2)
+    large, small = half_trace + radius, half_trace - radius
+    dark = np.maximum(large, 0) - np.maximum(small, 0)
+    bright = np.maximum(-small, 0) - np.maximum(-large, 0)
+    return np.stack([_box_maxima(dark, grid), _box_maxima(bright, grid)])
 
 
 def scale_features(
@@ -247,6 +277,8 @@ def scale_features(
             values.extend(_orientation(level, grid))
         elif group == "lines":
             values.extend(np.log(_lines(level, grid) + _LOG_FLOOR))
+        elif group == "spots":
+            values.extend(np.log(_spots(level, grid) + _LOG_FLOOR))
     reconstruction = None
     if keep_reconstruction:
         reconstruction = np.asarray(codes.reconstruct(atoms), dtype=np.float64) + means[:, None]

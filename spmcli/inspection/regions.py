@@ -155,8 +155,8 @@ def describe_deviation(name: str, query: float, reference: float, aligned: bool)
         if higher:
             return "brighter", f"brighter than {goods}: {level} ({where} for them)"
         return "darker", f"darker than {goods}: {level} ({where} for them)"
-    if name in ("dark_lines", "bright_lines"):
-        tone = "dark" if name == "dark_lines" else "bright"
+    if name in ("dark_lines", "bright_lines", "dark_spots", "bright_spots"):
+        tone = "dark" if name.startswith("dark") else "bright"
         if higher:
             return (
                 f"{tone}_line",

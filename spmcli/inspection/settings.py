@@ -15,7 +15,7 @@ MODES = ("auto", "pooled", "aligned")
 POLARITIES = ("both", "dark", "bright")
 # Feature groups a descriptor can hold; each adds the features named in
 # spmcli.inspection.features.FEATURE_NAMES for that group.
-FEATURE_GROUPS = ("structure", "code", "contrast", "intensity", "orientation", "lines")
+FEATURE_GROUPS = ("structure", "code", "contrast", "intensity", "orientation", "lines", "spots")
 
 
 @dataclass
@@ -48,6 +48,9 @@ class DetectorSettings:
     polarity : {"both", "dark", "bright"}
         Which brightness changes count as anomalous: a patch brighter than the
         good ones is not anomalous with ``"dark"`` (and conversely).
+    whiten : bool
+        Decorrelate the descriptors (ZCA whitening with the good patches'
+        covariance) before measuring distances.
     n_neighbours : int
         The density model's anomaly is the mean distance to this many nearest
         good descriptors.
@@ -69,6 +72,8 @@ class DetectorSettings:
     sparsity: int = 2
     features: tuple[str, ...] = FEATURE_GROUPS
     polarity: str = "both"
+    whiten: bool = True
+    density: str = "knn"
     n_neighbours: int = 1
     bank_size: int = 20000
     aligned_min_share: float = 0.25
