@@ -62,7 +62,7 @@ def robust_location_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return location, np.maximum(spread, SPREAD_FLOOR)
 
 
-def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int) -> np.ndarray:
+def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int, rare_share: float = 0.5) -> np.ndarray:
     """At most ``bank_size`` good descriptors: half a seeded random sample (the
     typical patches, in proportion), half the rows farthest from that sample
     (rare but normal patches, such as a reflection or an edge, which a random
@@ -72,12 +72,15 @@ def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int) -> np.ndarray:
         return descriptors.copy()
     rng = np.random.default_rng(seed)
     order = rng.permutation(count)
-    typical = order[: bank_size - bank_size // 2]
-    # The rare half is chosen among a bounded seeded sample, so learning time
+    n_rare = int(round(rare_share * bank_size))
+    typical = order[: bank_size - n_rare]
+    if n_rare == 0:
+        return descriptors[np.sort(typical)]
+    # The rare share is chosen among a bounded seeded sample, so learning time
     # stays bounded on large training sets.
-    candidates = order[bank_size - bank_size // 2 :][: 20 * bank_size]
+    candidates = order[bank_size - n_rare :][: 20 * bank_size]
     distance, _ = cKDTree(descriptors[typical]).query(descriptors[candidates], k=1)
-    rare = candidates[np.argsort(-distance, kind="stable")[: bank_size // 2]]
+    rare = candidates[np.argsort(-distance, kind="stable")[:n_rare]]
     return descriptors[np.sort(np.concatenate([typical, rare]))]
 
 

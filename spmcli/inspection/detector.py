@@ -92,6 +92,10 @@ __all__ = [
 DETECTOR_VERSION = 3
 
 MapFunction = Callable[..., Iterable[Any]]
+# Features whose low values are never a defect by themselves (less residual or
+# fewer lines than usual): values below the good median count as the median.
+# Missing texture is still seen, by contrast and code, which stay two-sided.
+ONE_SIDED = ("structure", "dark_lines", "bright_lines", "dark_spots", "bright_spots")
 
 
 class NoDetectorError(ValueError):
@@ -175,10 +179,12 @@ def _average_patches(grid: PatchGrid, patch_values: np.ndarray) -> np.ndarray:
     return window(corners) / np.maximum(window(counts), 1.0)
 
 
-def _polarity_clip(names: Sequence[str], polarity: str) -> np.ndarray:
+def _polarity_clip(names: Sequence[str], polarity: str, one_sided: bool = True) -> np.ndarray:
     """Per feature: -1 ignores deviations below the good level, +1 above, 0 none."""
     clip = np.zeros(len(names))
     for index, name in enumerate(names):
+        if name in ONE_SIDED and one_sided:
+            clip[index] = -1.0
         if polarity == "dark" and name in ("intensity",):
             clip[index] = 1.0
         elif polarity == "bright" and name in ("intensity",):
@@ -200,7 +206,7 @@ class Detector:
     atoms : ndarray, shape (n_atoms, patch_size**2)
     patch_size : int
     settings : DetectorSettings
-        As requested (``settings.mode`` may be ``"auto"``).
+        As used: ``downscale`` resolved; ``mode`` as requested (may be ``"auto"``, see ``mode``).
     mode : {"pooled", "aligned"}
         The mode in use.
     mode_reason : str
@@ -246,7 +252,7 @@ class Detector:
         model = self.scales[scale]
         if model.positions is not None and features.values.shape != model.positions.mean.shape:
             raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
-        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity))
+        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity, self.settings.one_sided))
         distance, nearest = model.nearest(descriptors, self.settings.n_neighbours)
         anomaly = distance.reshape(features.values.shape[1:])
         return _ScaleResult(features.grid, features.values, descriptors, anomaly, nearest), features
@@ -419,6 +425,8 @@ class Detector:
             extras[f"detector_location_{scale}"] = np.asarray(model.location, dtype=np.float64)
             extras[f"detector_spread_{scale}"] = np.asarray(model.spread, dtype=np.float64)
             extras[f"detector_bank_{scale}"] = np.asarray(model.bank, dtype=np.float64)
+            if model.whitening is not None:
+                extras[f"detector_whitening_{scale}"] = np.asarray(model.whitening, dtype=np.float64)
             if model.positions is not None:
                 extras[f"detector_position_mean_{scale}"] = np.asarray(model.positions.mean, dtype=np.float64)
                 extras[f"detector_position_spread_{scale}"] = np.asarray(model.positions.spread, dtype=np.float64)
@@ -492,6 +500,11 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
                     raise ValueError("position statistics of the wrong shape")
                 if positions.spread.shape != positions.mean.shape or not np.all(positions.spread > 0):
                     raise ValueError("invalid position spreads")
+            whitening = None
+            if settings.whiten:
+                whitening = np.asarray(extras[f"detector_whitening_{scale}"], dtype=np.float64)
+                if whitening.shape != (n_features, n_features) or not np.all(np.isfinite(whitening)):
+                    raise ValueError("invalid whitening matrix")
             if location.shape != (n_features,) or spread.shape != (n_features,) or not np.all(spread > 0):
                 raise ValueError("feature statistics of the wrong shape")
             if bank.ndim != 2 or bank.shape[1] != n_features or bank.shape[0] < 1:
@@ -499,7 +512,7 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
             arrays = [location, spread, bank] + ([positions.mean, positions.spread] if positions else [])
             if not all(np.all(np.isfinite(array)) for array in arrays):
                 raise ValueError("non-finite statistics")
-            scales.append(ScaleModel(location, spread, bank, positions))
+            scales.append(ScaleModel(location, spread, bank, positions, whitening))
         image_shape = tuple(int(v) for v in extras["detector_image_shape"])
         threshold = float(extras["detector_threshold"])
         pixel_threshold = float(extras["detector_pixel_threshold"])
@@ -636,11 +649,12 @@ def fit_detector(
         than :func:`minimum_side` pixels a side. Fewer than 20 calibration
         images give a ``UserWarning`` (rough threshold).
     """
-    settings = settings or DetectorSettings()
+    requested = settings or DetectorSettings()
     if not good_images:
         raise ValueError("no good images to learn from")
     check_calibration_count(len(calibration_images))
     shapes = [tuple(np.asarray(image).shape[:2]) for image in good_images]
+    settings = requested.resolved([min(shape) for shape in shapes])
     forced_aligned = settings.mode == "aligned"
     image_shape = shapes[0] if forced_aligned else None
     levels = list(
@@ -678,7 +692,7 @@ def fit_detector(
         image_shape = shapes[0]
     scales = []
     names = feature_names(settings.features)
-    clip = _polarity_clip(names, settings.polarity)
+    clip = _polarity_clip(names, settings.polarity, settings.one_sided)
     for scale in range(settings.n_scales):
         per_image = [image[scale] for image in features]
         flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])
@@ -698,7 +712,7 @@ def fit_detector(
         if settings.density == "gaussian":
             bank = np.zeros((1, descriptors.shape[1]))
         else:
-            bank = thin_bank(descriptors, settings.bank_size, seed + scale)
+            bank = thin_bank(descriptors, settings.bank_size, seed + scale, settings.bank_rare_share)
         scales.append(ScaleModel(location, spread, bank, positions, whitening))
     del features
     detector = Detector(
@@ -729,6 +743,7 @@ def fit_detector(
         "mode": mode,
         "mode_reason": reason,
         "settings": settings.to_record(),
+        "requested_settings": requested.to_record(),
         "features": list(names),
         "n_good_images": len(good_images),
         "n_calibration_images": len(calibration_images),

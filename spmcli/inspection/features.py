@@ -102,8 +102,8 @@ def feature_names(groups: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def minimum_side(settings: DetectorSettings, patch_size: int) -> int:
-    """Smallest image side (pixels) the detector can score."""
-    return patch_size * settings.downscale * 2 ** (settings.n_scales - 1)
+    """Smallest image side (pixels) the detector can score (``settings.downscale`` resolved)."""
+    return patch_size * (settings.downscale or 1) * 2 ** (settings.n_scales - 1)
 
 
 def grey_image(pixels: np.ndarray, image_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -142,7 +142,7 @@ def working_pyramid(grey: np.ndarray, settings: DetectorSettings, patch_size: in
             f"image is {grey.shape[1]} x {grey.shape[0]} pixels; the detector needs at least {needed} a side"
         )
     levels = []
-    current = _reduce(np.asarray(grey, dtype=np.float64), settings.downscale)
+    current = _reduce(np.asarray(grey, dtype=np.float64), settings.downscale or 1)
     for scale in range(settings.n_scales):
         if scale:
             current = _reduce(current, 2)

@@ -6,12 +6,16 @@ can share them without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["FEATURE_GROUPS", "MODES", "POLARITIES", "DetectorSettings"]
+import numpy as np
+
+__all__ = ["FEATURE_GROUPS", "MODES", "POLARITIES", "WORKING_SIDE", "DetectorSettings"]
 
 MODES = ("auto", "pooled", "aligned")
+# Automatic downscale: the working image's smaller side stays at least this long.
+WORKING_SIDE = 150
 POLARITIES = ("both", "dark", "bright")
 # Feature groups a descriptor can hold; each adds the features named in
 # spmcli.inspection.features.FEATURE_NAMES for that group.
@@ -32,8 +36,13 @@ class DetectorSettings:
         ``"auto"`` (default): aligned when the good images all have one size
         and the position explains at least ``aligned_min_share`` of their
         features' variance on held-out images (leave-one-out), else pooled.
-    downscale : int
+    downscale : int or None
         Integer factor by which images are first reduced (area average).
+        ``None`` (default): chosen when learning, the largest power of two
+        that keeps the good images' median smaller side at least
+        :data:`WORKING_SIDE` (150) pixels (1 for crops under 300 pixels, 2 for
+        300-599, 4 for 600-1199...), so that patches see about the same share
+        of any image.
     blur_sigma : float
         Gaussian blur of each working image, in working pixels: suppresses
         sensor noise and grain the decision should not depend on.
@@ -65,7 +74,7 @@ class DetectorSettings:
     """
 
     mode: str = "auto"
-    downscale: int = 2
+    downscale: int | None = None
     blur_sigma: float = 1.0
     n_scales: int = 2
     stride: int = 4
@@ -73,9 +82,11 @@ class DetectorSettings:
     features: tuple[str, ...] = FEATURE_GROUPS
     polarity: str = "both"
     whiten: bool = True
+    one_sided: bool = True
     density: str = "knn"
     n_neighbours: int = 1
     bank_size: int = 20000
+    bank_rare_share: float = 0.5
     aligned_min_share: float = 0.25
     threshold_quantile: float = 0.95
 
@@ -84,7 +95,11 @@ class DetectorSettings:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.polarity not in POLARITIES:
             raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {self.polarity!r}")
-        positive = ("downscale", "n_scales", "stride", "sparsity", "n_neighbours", "bank_size")
+        if self.downscale is not None and (
+            isinstance(self.downscale, bool) or not isinstance(self.downscale, int) or self.downscale < 1
+        ):
+            raise ValueError(f"downscale must be a positive integer or None, got {self.downscale!r}")
+        positive = ("n_scales", "stride", "sparsity", "n_neighbours", "bank_size")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -103,6 +118,17 @@ class DetectorSettings:
             raise ValueError(f"aligned_min_share must be in [0, 1], got {self.aligned_min_share}")
         if not self.blur_sigma >= 0:
             raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+
+    def resolved(self, image_sides: list[int]) -> DetectorSettings:
+        """These settings with an automatic ``downscale`` chosen for images
+        whose smaller sides are ``image_sides`` (see the attribute)."""
+        if self.downscale is not None:
+            return self
+        side = float(np.median(image_sides)) if image_sides else 0.0
+        factor = 1
+        while side / (2 * factor) >= WORKING_SIDE:
+            factor *= 2
+        return replace(self, downscale=factor)
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready copy (for the model's metadata and reports)."""
