@@ -43,6 +43,7 @@ import sys
 import time
 import warnings
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,28 +52,32 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import baseline_detector_v2 as release  # noqa: E402
-from detect_data import DEFECT_KINDS, TEXTURES, DetectionSet, load_elpv, load_ksdd, synthetic_set  # noqa: E402
+import baseline_detector_v2 as release
+from detect_data import DEFECT_KINDS, TEXTURES, DetectionSet, load_elpv, load_ksdd, synthetic_set
 
-from spmcli.inspection.detector import DetectorSettings, fit_detector  # noqa: E402
-from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc  # noqa: E402
-from spmcli.io.images import to_grey  # noqa: E402
+from spmcli.inspection.detector import DetectorSettings, fit_detector
+from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
+from spmcli.io.images import to_grey
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUANTILE = 0.95
 # Ablation: one change at a time from the default settings.
 ABLATIONS = {
-    "no structure (residual)": {"features": ("code", "contrast", "intensity", "orientation", "lines")},
-    "no code (l1)": {"features": ("structure", "contrast", "intensity", "orientation", "lines")},
-    "no contrast": {"features": ("structure", "code", "intensity", "orientation", "lines")},
-    "no intensity": {"features": ("structure", "code", "contrast", "orientation", "lines")},
-    "no orientation": {"features": ("structure", "code", "contrast", "intensity", "lines")},
-    "no lines (top-hat)": {"features": ("structure", "code", "contrast", "intensity", "orientation")},
+    "no structure (coding residual)": {"features": ("code", "contrast", "intensity", "orientation", "lines", "spots")},
+    "no code (l1 norm)": {"features": ("structure", "contrast", "intensity", "orientation", "lines", "spots")},
+    "no contrast": {"features": ("structure", "code", "intensity", "orientation", "lines", "spots")},
+    "no intensity": {"features": ("structure", "code", "contrast", "orientation", "lines", "spots")},
+    "no orientation": {"features": ("structure", "code", "contrast", "intensity", "lines", "spots")},
+    "no lines (ridges)": {"features": ("structure", "code", "contrast", "intensity", "orientation", "spots")},
+    "no spots (top-hats)": {"features": ("structure", "code", "contrast", "intensity", "orientation", "lines")},
     "sparse model only (structure, code)": {"features": ("structure", "code")},
     "one scale": {"n_scales": 1},
     "mode pooled": {"mode": "pooled"},
     "mode aligned": {"mode": "aligned"},
+    "random bank (no rare share)": {"bank_rare_share": 0.0},
     "5 neighbours": {"n_neighbours": 5},
+    "whitened descriptors": {"whiten": True},
+    "Gaussian instead of kNN": {"density": "gaussian"},
 }
 
 
@@ -92,11 +97,11 @@ def _pixel_sized(array: np.ndarray, is_mask: bool) -> np.ndarray:
     return block.any(axis=(1, 3)) if is_mask else block.mean(axis=(1, 3))
 
 
-def run_spmcli(dataset: DetectionSet, settings: DetectorSettings, with_maps: bool):
+def run_spmcli(dataset: DetectionSet, with_maps: bool, settings: DetectorSettings):
     timer = Timer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dictionary, detector = fit_detector(dataset.train, dataset.calib, settings=settings, seed=0)
+        _, detector = fit_detector(dataset.train, dataset.calib, settings=settings, seed=0)
     learn_seconds = timer.seconds()
     timer = Timer()
     scores, maps = [], []
@@ -212,12 +217,11 @@ def main() -> None:
     base = replace(DetectorSettings(), **_parse_overrides(args.overrides))
     runners = {}
     if "spmcli" in args.methods:
-        runners["spmcli (default)" + (" " + " ".join(args.overrides) if args.overrides else "")] = (
-            lambda ds, maps, s=base: run_spmcli(ds, s, maps)
-        )
+        label = "spmcli (default)" + (" " + " ".join(args.overrides) if args.overrides else "")
+        runners[label] = partial(run_spmcli, settings=base)
     if args.ablation:
         for name, change in ABLATIONS.items():
-            runners[f"spmcli, {name}"] = lambda ds, maps, s=replace(base, **change): run_spmcli(ds, s, maps)
+            runners[f"spmcli, {name}"] = partial(run_spmcli, settings=replace(base, **change))
     if "release" in args.methods:
         runners["previous release (pooled default)"] = run_release
     if "pca" in args.methods:

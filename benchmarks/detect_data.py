@@ -147,7 +147,7 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple
             heading += rng.normal(0, 0.35)
             heading = float(np.clip(heading, -1.2, 1.2))
             y, x = y + np.sin(heading), x + np.cos(heading)
-            r, c = int(round(y)), int(round(x))
+            r, c = round(y), round(x)
             weight[max(r, 0) : min(r + width_px, height), max(c, 0) : min(c + 1, width)] = 1.0
         if rng.random() < 0.5:
             weight = weight.T.copy() if height == width else weight
@@ -156,7 +156,9 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple
         tone = 0.0 if rng.random() < 0.5 else 1.0
         for _ in range(int(rng.integers(3, 7))):
             radius = rng.uniform(2, 4)
-            rr, cc = disk((rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width), radius, shape=image.shape)
+            rr, cc = disk(
+                (rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width), radius, shape=image.shape
+            )
             weight[rr, cc] = 1.0
         weight = np.maximum(weight, ndimage.gaussian_filter(weight, 0.7))
         out = _blend(image, 0.7 * np.clip(weight, 0, 1), tone)

@@ -95,7 +95,9 @@ def test_learns_from_different_sizes_and_records_the_mode(fitted, textures):
 def test_each_defect_kind_is_found_where_it_was_drawn(fitted, textures, kind):
     _, detector = fitted
     good_scores = [detector.score(image).score for image in textures["test_good"]]
-    damaged, mask = draw(textures["to_damage"][["scratch", "crack", "spots", "stain", "missing_texture"].index(kind)], kind)
+    damaged, mask = draw(
+        textures["to_damage"][["scratch", "crack", "spots", "stain", "missing_texture"].index(kind)], kind
+    )
     result = detector.score(damaged, with_map=True)
     assert result.is_anomaly and result.score > max(good_scores)
     assert result.regions, "an anomalous image has at least one region"
@@ -144,7 +146,9 @@ def test_lighting_changes_are_not_defects(fitted, textures):
 
 
 def test_grey_and_colour_mixed(textures):
-    good = [np.repeat(image[:, :, None], 3, axis=2) if index % 2 else image for index, image in enumerate(textures["good"])]
+    good = [
+        np.repeat(image[:, :, None], 3, axis=2) if index % 2 else image for index, image in enumerate(textures["good"])
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _, detector = fit_detector(good, textures["calibration"], seed=0)

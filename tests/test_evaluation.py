@@ -89,7 +89,9 @@ def _maps_and_masks():
 
 def test_pixel_auroc_matches_sklearn():
     maps, masks = _maps_and_masks()
-    expected = metrics.roc_auc_score(np.concatenate([m.ravel() for m in masks]), np.concatenate([a.ravel() for a in maps]))
+    expected = metrics.roc_auc_score(
+        np.concatenate([m.ravel() for m in masks]), np.concatenate([a.ravel() for a in maps])
+    )
     assert pixel_auroc(maps, masks) == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ValueError, match="does not match"):
         pixel_auroc([maps[0]], [masks[0][:-1]])

@@ -70,7 +70,7 @@ from .density import (
     thin_bank,
     zca_whitening,
 )
-from .features import LOG_FEATURES, feature_names, grey_image, minimum_side, scale_features, working_pyramid
+from .features import feature_names, grey_image, minimum_side, scale_features, working_pyramid
 from .regions import Region, describe_deviation, describe_orientation, label_regions
 from .settings import MODES, POLARITIES, DetectorSettings
 
@@ -92,10 +92,6 @@ __all__ = [
 DETECTOR_VERSION = 3
 
 MapFunction = Callable[..., Iterable[Any]]
-# Features whose low values are never a defect by themselves (less residual or
-# fewer lines than usual): values below the good median count as the median.
-# Missing texture is still seen, by contrast and code, which stay two-sided.
-ONE_SIDED = ("structure", "dark_lines", "bright_lines", "dark_spots", "bright_spots")
 
 
 class NoDetectorError(ValueError):
@@ -172,28 +168,29 @@ def _average_patches(grid: PatchGrid, patch_values: np.ndarray) -> np.ndarray:
         top = np.clip(np.arange(height) - size + 1, 0, None)
         left = np.clip(np.arange(width) - size + 1, 0, None)
         bottom, right = np.arange(height) + 1, np.arange(width) + 1
-        return table[np.ix_(bottom, right)] - table[np.ix_(top, right)] - table[np.ix_(bottom, left)] + table[
-            np.ix_(top, left)
-        ]
+        return (
+            table[np.ix_(bottom, right)]
+            - table[np.ix_(top, right)]
+            - table[np.ix_(bottom, left)]
+            + table[np.ix_(top, left)]
+        )
 
     return window(corners) / np.maximum(window(counts), 1.0)
 
 
-def _polarity_clip(names: Sequence[str], polarity: str, one_sided: bool = True) -> np.ndarray:
+# What each polarity ignores: feature -> +1 (values above the good level do
+# not count) or -1 (values below it do not).
+_IGNORED_BY_POLARITY = {
+    "both": {},
+    "dark": {"intensity": 1.0, "bright_lines": 1.0, "bright_spots": 1.0},
+    "bright": {"intensity": -1.0, "dark_lines": 1.0, "dark_spots": 1.0},
+}
+
+
+def _polarity_clip(names: Sequence[str], polarity: str) -> np.ndarray:
     """Per feature: -1 ignores deviations below the good level, +1 above, 0 none."""
-    clip = np.zeros(len(names))
-    for index, name in enumerate(names):
-        if name in ONE_SIDED and one_sided:
-            clip[index] = -1.0
-        if polarity == "dark" and name in ("intensity",):
-            clip[index] = 1.0
-        elif polarity == "bright" and name in ("intensity",):
-            clip[index] = -1.0
-        elif polarity == "dark" and name == "bright_lines":
-            clip[index] = 1.0
-        elif polarity == "bright" and name == "dark_lines":
-            clip[index] = 1.0
-    return clip
+    ignored = _IGNORED_BY_POLARITY[polarity]
+    return np.array([ignored.get(name, 0.0) for name in names])
 
 
 @dataclass
@@ -252,7 +249,7 @@ class Detector:
         model = self.scales[scale]
         if model.positions is not None and features.values.shape != model.positions.mean.shape:
             raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
-        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity, self.settings.one_sided))
+        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity))
         distance, nearest = model.nearest(descriptors, self.settings.n_neighbours)
         anomaly = distance.reshape(features.values.shape[1:])
         return _ScaleResult(features.grid, features.values, descriptors, anomaly, nearest), features
@@ -302,9 +299,7 @@ class Detector:
             if keep:
                 rebuilt = _rebuild(result.grid, features.reconstruction)
                 quality = (min(psnr(level, rebuilt), 100.0), ssim(level, rebuilt))
-        anomaly_map = resize(working_map, original_shape, order=1, mode="edge", anti_aliasing=False).astype(
-            np.float32
-        )
+        anomaly_map = resize(working_map, original_shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
         peak = float(anomaly_map.max())
         score = peak if np.isfinite(peak) else (1e300 if peak > 0 else 0.0)
         regions = self._regions(anomaly_map, used_threshold, results, original_shape) if score > used_threshold else []
@@ -692,7 +687,7 @@ def fit_detector(
         image_shape = shapes[0]
     scales = []
     names = feature_names(settings.features)
-    clip = _polarity_clip(names, settings.polarity, settings.one_sided)
+    clip = _polarity_clip(names, settings.polarity)
     for scale in range(settings.n_scales):
         per_image = [image[scale] for image in features]
         flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])

@@ -187,7 +187,10 @@ def describe_orientation(query: np.ndarray, reference: np.ndarray, aligned: bool
     goods = "the good patches at this position" if aligned else "the good patches"
     strength, reference_strength = float(np.hypot(*query)), float(np.hypot(*reference))
     if strength + 0.1 < reference_strength:
-        return "texture_missing", f"orientation lost: coherence {strength:.2f} where {goods} have {reference_strength:.2f}"
+        return (
+            "texture_missing",
+            f"orientation lost: coherence {strength:.2f} where {goods} have {reference_strength:.2f}",
+        )
     line = f"lines at {_line_angle(query):.0f} deg (coherence {strength:.2f})"
     if reference_strength < 0.3:
         return "orientation", f"oriented structure: {line} where {goods} have no direction"
