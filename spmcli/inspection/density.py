@@ -86,8 +86,8 @@ def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int, rare_share: fl
         return descriptors[np.sort(typical)]
     # The rare share is chosen among a bounded seeded sample, so learning time
     # stays bounded on large training sets.
-    candidates = order[bank_size - n_rare :][: 20 * bank_size]
-    distance, _ = cKDTree(descriptors[typical]).query(descriptors[candidates], k=1)
+    candidates = order[bank_size - n_rare :][: 10 * bank_size]
+    distance, _ = cKDTree(descriptors[typical]).query(descriptors[candidates], k=1, eps=SEARCH_EPS)
     rare = candidates[np.argsort(-distance, kind="stable")[:n_rare]]
     return descriptors[np.sort(np.concatenate([typical, rare]))]
 

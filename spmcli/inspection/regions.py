@@ -162,7 +162,10 @@ def describe_deviation(name: str, query: float, reference: float, aligned: bool)
                 f"{tone}_line",
                 f"thin {tone} line or spot: top-hat {_ratio(query, reference):.1f}x {possessive}",
             )
-        return "texture_missing", f"fewer {tone} details: top-hat {_ratio(query, reference):.2f}x {possessive}"
+        return (
+            "texture_missing",
+            f"texture missing: fewer {tone} details (top-hat {_ratio(query, reference):.2f}x {possessive})",
+        )
     raise ValueError(f"unknown feature {name!r}")
 
 
