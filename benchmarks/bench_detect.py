@@ -1,172 +1,262 @@
-"""Defect detection on the ELPV solar-cell split: spmcli's detector (pooled and
-aligned modes) beside a PCA-reconstruction baseline and a plain intensity
-baseline, all computed in the same run on one core.
+"""Defect detection benchmark: spmcli's detector with its default settings
+beside the previous release's detector, a PCA-reconstruction baseline and a
+mean-intensity baseline, all in the same run, on one core.
 
-Learns from ``train.csv`` (60 good cells), chooses each threshold from the
-scores of ``calib.csv`` (100 other good cells) alone, and measures on
-``test.csv``: ROC AUC (defective vs the rest; clear defects vs probability 0),
-accuracy, precision, recall and F1 at the calibrated threshold, seconds to
-learn (including calibration) and milliseconds per image to detect (wall
-clock, and the process's CPU time, which a busy shared machine inflates less).
+Sets (see benchmarks/detect_data.py): ELPV mono and poly cells
+(``../shared/data/elpv_split``: 60 good cells to learn from, 100 to calibrate,
+labelled test cells), KolektorSDD (``../shared/data/ksdd``: 60 / 40 good images,
+247 good + 52 defective test images with masks) and a synthetic texture set
+(brick, gravel, grass crops with scratches, cracks, spots, stains and missing
+texture, with masks). Each method learns from the training images only and
+takes its threshold from the calibration images' scores alone (quantile 0.95).
 
-The spmcli rows go through the same functions the CLI calls
-(:func:`spmcli.inspection.detector.fit_detector`, :meth:`spmcli.inspection.detector.Detector.score`).
-Images are read from the ``elpv-dataset`` package's data folder.
+Reported: image AUROC and average precision, accuracy and F1 at the calibrated
+threshold, pixel AUROC and AUPRO (to 30% FPR) where masks exist, AUROC per
+synthetic defect kind, seconds to learn (including calibration) and
+milliseconds per image to score. Pixel figures are computed on maps and masks
+halved in size for images over 200,000 pixels (KolektorSDD: a mask pixel is
+defective when any of its 2 x 2 block is; the map is averaged); the detector
+works at half resolution anyway.
+
+The spmcli rows call :func:`spmcli.inspection.detector.fit_detector` and
+:meth:`spmcli.inspection.detector.Detector.score`, the functions behind
+``learn-dict --detector`` and ``detect``, with default settings (mode "auto").
 
 Usage::
 
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_detect.py [--types mono poly]
-        [--data ../shared/data] [--subset all|dev|holdout] [--quantiles 0.95 0.99]
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_detect.py \\
+        [--sets elpv-mono elpv-poly ksdd synthetic] [--subset dev|holdout|all] \\
+        [--methods spmcli release pca intensity] [--ablation] [--set name=value ...]
 
-``--subset dev`` / ``holdout`` keep the even / odd rows of test.csv (with ``all``,
-the "AUROC even half" / "AUROC odd half" columns are those rows): the
-detector's hyper-parameters were tuned on ``dev``; ``holdout`` was not looked at
-while tuning.
+``--subset dev`` / ``holdout``: even / odd rows of the ELPV and KolektorSDD
+test lists, seed 0 / seed 1 of the synthetic set. The defaults were tuned on
+``dev``; ``holdout`` is the honest check. ``--ablation`` adds spmcli rows with
+one part of the method removed or changed at a time. ``--set`` overrides a
+``DetectorSettings`` field for the spmcli rows (experiments only).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
+import warnings
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from skimage.transform import downscale_local_mean, resize
 from threadpoolctl import threadpool_limits
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baseline_detector_v2 as release
+from detect_data import DEFECT_KINDS, TEXTURES, DetectionSet, load_elpv, load_ksdd, synthetic_set
+
 from spmcli.inspection.detector import DetectorSettings, fit_detector
-from spmcli.io.images import read_image
+from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
+from spmcli.io.images import to_grey
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+QUANTILE = 0.95
+# Ablation: one change at a time from the default settings.
+ABLATIONS = {
+    "no structure (coding residual)": {"features": ("code", "contrast", "intensity", "orientation", "lines", "spots")},
+    "no code (l1 norm)": {"features": ("structure", "contrast", "intensity", "orientation", "lines", "spots")},
+    "no contrast": {"features": ("structure", "code", "intensity", "orientation", "lines", "spots")},
+    "no intensity": {"features": ("structure", "code", "contrast", "orientation", "lines", "spots")},
+    "no orientation": {"features": ("structure", "code", "contrast", "intensity", "lines", "spots")},
+    "no lines (ridges)": {"features": ("structure", "code", "contrast", "intensity", "orientation", "spots")},
+    "no spots (top-hats)": {"features": ("structure", "code", "contrast", "intensity", "orientation", "lines")},
+    "sparse model only (structure, code)": {"features": ("structure", "code")},
+    "one scale": {"n_scales": 1},
+    "mode pooled": {"mode": "pooled"},
+    "mode aligned": {"mode": "aligned"},
+    "random bank (no rare share)": {"bank_rare_share": 0.0},
+    "5 neighbours": {"n_neighbours": 5},
+    "whitened descriptors": {"whiten": True},
+    "Gaussian instead of kNN": {"density": "gaussian"},
+}
 
 
-def load_split(data: Path, cell_type: str, part: str, subset: str) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    import elpv_dataset
+class Timer:
+    def __init__(self) -> None:
+        self.wall = time.perf_counter()
 
-    root = Path(elpv_dataset.__file__).parent / "data"
-    with open(data / "elpv_split" / cell_type / f"{part}.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if part == "test" and subset != "all":
-        rows = rows[0::2] if subset == "dev" else rows[1::2]
-    images = [read_image(root / row["path"]).pixels for row in rows]
-    labels = {
-        "defective": np.array([int(row["defective"]) for row in rows]),
-        "proba": np.array([float(row["proba"]) for row in rows]),
-    }
-    return images, labels
+    def seconds(self) -> float:
+        return time.perf_counter() - self.wall
 
 
-def evaluate(scores: np.ndarray, threshold: float, labels: dict[str, np.ndarray]) -> dict[str, float]:
-    truth = labels["defective"]
-    predicted = (scores > threshold).astype(int)
-    proba = labels["proba"]
-    clear_or_good = (proba == 0) | (proba == 1)
-    return {
-        "auroc": roc_auc_score(truth, scores),
-        "auroc_clear": roc_auc_score(proba[clear_or_good] == 1, scores[clear_or_good]),
-        "accuracy": accuracy_score(truth, predicted),
-        "precision": precision_score(truth, predicted, zero_division=0),
-        "recall": recall_score(truth, predicted),
-        "f1": f1_score(truth, predicted),
-    }
+def _pixel_sized(array: np.ndarray, is_mask: bool) -> np.ndarray:
+    if array.size <= 200_000:
+        return array
+    height, width = (array.shape[0] // 2) * 2, (array.shape[1] // 2) * 2
+    block = array[:height, :width].reshape(height // 2, 2, width // 2, 2)
+    return block.any(axis=(1, 3)) if is_mask else block.mean(axis=(1, 3))
 
 
-def run_spmcli(train, calib, test, settings: DetectorSettings):
-    started = time.perf_counter()
-    _, detector = fit_detector(train, calib, settings=settings, seed=0)
-    learn_seconds = time.perf_counter() - started
-    started, cpu_started = time.perf_counter(), time.process_time()
-    # Quality figures (PSNR/SSIM) are part of every CLI report, so they are timed too.
-    scores = np.array([detector.score(image).score for image in test])
-    ms_per_image = 1000 * (time.perf_counter() - started) / len(test)
-    cpu_ms_per_image = 1000 * (time.process_time() - cpu_started) / len(test)
-    return scores, detector.calibration_scores, learn_seconds, ms_per_image, cpu_ms_per_image
+def run_spmcli(dataset: DetectionSet, with_maps: bool, settings: DetectorSettings):
+    timer = Timer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        _, detector = fit_detector(dataset.train, dataset.calib, settings=settings, seed=0)
+    learn_seconds = timer.seconds()
+    timer = Timer()
+    scores, maps = [], []
+    for image in dataset.test:
+        result = detector.score(image, with_map=with_maps)
+        scores.append(result.score)
+        if with_maps:
+            maps.append(_pixel_sized(result.anomaly_map, False))
+    ms = 1000 * timer.seconds() / len(dataset.test)
+    info = f"mode {detector.mode}: {detector.mode_reason}"
+    return np.array(scores), detector.threshold, maps, learn_seconds, ms, info
 
 
-def _small(image: np.ndarray) -> np.ndarray:
-    from skimage.transform import downscale_local_mean
+def run_release(dataset: DetectionSet, with_maps: bool):
+    """The previous release's detector (format 2), default options (pooled)."""
+    timer = Timer()
+    _, detector = release.fit_detector(dataset.train, dataset.calib, settings=release.DetectorSettings(), seed=0)
+    learn_seconds = timer.seconds()
+    timer = Timer()
+    scores, maps = [], []
+    for image in dataset.test:
+        result = detector.score(image, with_map=with_maps, with_quality=False)
+        scores.append(result.score)
+        if with_maps:
+            maps.append(_pixel_sized(result.anomaly_map, False))
+    ms = 1000 * timer.seconds() / len(dataset.test)
+    return np.array(scores), detector.threshold, maps, learn_seconds, ms, ""
 
-    side = (min(image.shape) // 4) * 4
-    return downscale_local_mean(image[:side, :side], (4, 4)).ravel()
+
+def _small(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    grey = to_grey(image)
+    if grey.shape != shape:
+        grey = resize(grey, shape, order=1, anti_aliasing=True)
+    return downscale_local_mean(grey, (4, 4)).ravel()
 
 
-def run_pca(train, calib, test, quantile: float = 0.0):
-    """PCA on whole (4x downscaled) images; score = reconstruction error."""
-    started = time.perf_counter()
-    model = PCA(n_components=0.95, svd_solver="full", random_state=0).fit(np.stack([_small(x) for x in train]))
+def run_pca(dataset: DetectionSet, with_maps: bool):
+    """PCA (95% variance) on whole images, 4x downscaled (resized to the first
+    training image's size when sizes differ); score = RMS reconstruction error."""
+    from sklearn.decomposition import PCA
+
+    timer = Timer()
+    shape = to_grey(dataset.train[0]).shape
+    shape = ((shape[0] // 4) * 4, (shape[1] // 4) * 4)
+    model = PCA(n_components=0.95, svd_solver="full", random_state=0).fit(
+        np.stack([_small(x, shape) for x in dataset.train])
+    )
 
     def score(images):
-        flat = np.stack([_small(x) for x in images])
+        flat = np.stack([_small(x, shape) for x in images])
         rebuilt = model.inverse_transform(model.transform(flat))
         return np.sqrt(((flat - rebuilt) ** 2).mean(axis=1))
 
-    calib_scores = score(calib)
-    learn_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    cpu_started = time.process_time()
-    scores = score(test)
-    cpu_ms = 1000 * (time.process_time() - cpu_started) / len(test)
-    return scores, calib_scores, learn_seconds, 1000 * (time.perf_counter() - started) / len(test), cpu_ms
+    threshold = float(np.quantile(score(dataset.calib), QUANTILE))
+    learn_seconds = timer.seconds()
+    timer = Timer()
+    scores = score(dataset.test)
+    return scores, threshold, [], learn_seconds, 1000 * timer.seconds() / len(dataset.test), ""
 
 
-def run_intensity(train, calib, test, quantile: float = 0.0):
-    """Darkness: how far the mean grey level is below the good cells' mean."""
-    started = time.perf_counter()
-    reference = np.mean([x.mean() for x in train])
-    calib_scores = np.array([reference - x.mean() for x in calib])
-    learn_seconds = time.perf_counter() - started
-    started, cpu_started = time.perf_counter(), time.process_time()
-    scores = np.array([reference - x.mean() for x in test])
-    cpu_ms = 1000 * (time.process_time() - cpu_started) / len(test)
-    return scores, calib_scores, learn_seconds, 1000 * (time.perf_counter() - started) / len(test), cpu_ms
+def run_intensity(dataset: DetectionSet, with_maps: bool):
+    """Distance of the mean grey level from the good images' mean (both directions)."""
+    timer = Timer()
+    levels = np.array([to_grey(x).mean() for x in dataset.train])
+    centre, spread = levels.mean(), levels.std() + 1e-9
+    threshold = float(np.quantile([abs(to_grey(x).mean() - centre) / spread for x in dataset.calib], QUANTILE))
+    learn_seconds = timer.seconds()
+    timer = Timer()
+    scores = np.array([abs(to_grey(x).mean() - centre) / spread for x in dataset.test])
+    return scores, threshold, [], learn_seconds, 1000 * timer.seconds() / len(dataset.test), ""
+
+
+def load_sets(names: list[str], data: Path, subset: str) -> list[DetectionSet]:
+    sets = []
+    seed = {"dev": 0, "holdout": 1, "all": 0}[subset]
+    for name in names:
+        if name == "elpv-mono":
+            sets.append(load_elpv(data, "mono", subset))
+        elif name == "elpv-poly":
+            sets.append(load_elpv(data, "poly", subset))
+        elif name == "ksdd":
+            sets.append(load_ksdd(data, subset))
+        elif name == "synthetic":
+            sets.extend(synthetic_set(texture, seed) for texture in TEXTURES)
+        else:
+            raise SystemExit(f"unknown set {name}")
+    return sets
+
+
+def _parse_overrides(pairs: list[str]) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        field_type = type(getattr(DetectorSettings(), key))
+        if field_type is bool:
+            overrides[key] = value.lower() in ("1", "true", "yes")
+        elif field_type is tuple:
+            overrides[key] = tuple(v for v in value.split(",") if v)
+        else:
+            overrides[key] = field_type(value)
+    return overrides
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--types", nargs="+", default=["mono", "poly"])
+    parser.add_argument("--sets", nargs="+", default=["elpv-mono", "elpv-poly", "ksdd", "synthetic"])
     parser.add_argument("--subset", choices=["all", "dev", "holdout"], default="all")
-    parser.add_argument(
-        "--quantiles", type=float, nargs="+", default=[0.95], help="threshold quantiles of the calib scores to report"
-    )
+    parser.add_argument("--methods", nargs="+", default=["spmcli", "release", "pca", "intensity"])
+    parser.add_argument("--ablation", action="store_true")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[])
     args = parser.parse_args()
-    quantile = args.quantiles[0]
-    methods = {
-        "spmcli detect (default: pooled, both)": DetectorSettings(threshold_quantile=quantile),
-        "spmcli detect --aligned --polarity dark": DetectorSettings(
-            mode="aligned", polarity="dark", threshold_quantile=quantile
-        ),
-    }
+    base = replace(DetectorSettings(), **_parse_overrides(args.overrides))
+    runners = {}
+    if "spmcli" in args.methods:
+        label = "spmcli (default)" + (" " + " ".join(args.overrides) if args.overrides else "")
+        runners[label] = partial(run_spmcli, settings=base)
+    if args.ablation:
+        for name, change in ABLATIONS.items():
+            runners[f"spmcli, {name}"] = partial(run_spmcli, settings=replace(base, **change))
+    if "release" in args.methods:
+        runners["previous release (pooled default)"] = run_release
+    if "pca" in args.methods:
+        runners["PCA reconstruction (95% variance)"] = run_pca
+    if "intensity" in args.methods:
+        runners["mean intensity"] = run_intensity
     print(
-        "| cells | method | AUROC | AUROC clear | AUROC even half | AUROC odd half | calib quantile | accuracy "
-        "| precision | recall | F1 | learn s | ms/image | CPU ms/image |"
+        "| set | method | AUROC | AP | accuracy | F1 | pixel AUROC | AUPRO 0.3 | AUROC per kind "
+        "| learn s | ms/image | notes |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with threadpool_limits(limits=1):
-        for cell_type in args.types:
-            train, _ = load_split(args.data, cell_type, "train", "all")
-            calib, _ = load_split(args.data, cell_type, "calib", "all")
-            test, labels = load_split(args.data, cell_type, "test", args.subset)
-            runs = {name: run_spmcli(train, calib, test, settings) for name, settings in methods.items()}
-            runs["PCA reconstruction (95% variance)"] = run_pca(train, calib, test, quantile)
-            runs["mean intensity (darkness)"] = run_intensity(train, calib, test, quantile)
-            for name, (scores, calib_scores, learn_seconds, ms, cpu_ms) in runs.items():
-                dev_auroc = roc_auc_score(labels["defective"][0::2], scores[0::2])
-                holdout_auroc = roc_auc_score(labels["defective"][1::2], scores[1::2])
-                for q in args.quantiles:
-                    m = evaluate(scores, float(np.quantile(calib_scores, q)), labels)
-                    print(
-                        f"| {cell_type} ({len(test)}) | {name} | {m['auroc']:.3f} | {m['auroc_clear']:.3f} | "
-                        f"{dev_auroc:.3f} | {holdout_auroc:.3f} | {q:g} | {m['accuracy']:.3f} | {m['precision']:.3f} | "
-                        f"{m['recall']:.3f} | {m['f1']:.3f} | {learn_seconds:.2f} | {ms:.1f} | {cpu_ms:.1f} |",
-                        flush=True,
-                    )
+        for dataset in load_sets(args.sets, args.data, args.subset):
+            masks = None
+            if dataset.masks is not None:
+                masks = [_pixel_sized(mask, True) for mask in dataset.masks]
+            for name, runner in runners.items():
+                scores, threshold, maps, learn_seconds, ms, info = runner(dataset, masks is not None)
+                metrics = image_metrics(dataset.labels, scores, threshold)
+                pixel = aupro_text = "-"
+                if maps:
+                    pixel = f"{pixel_auroc(maps, masks):.3f}"
+                    aupro_text = f"{aupro(maps, masks):.3f}"
+                kinds = "-"
+                if dataset.defect_types and len(set(dataset.defect_types) - {""}) > 1:
+                    per_kind = auroc_per_type(dataset.labels, scores, dataset.defect_types)
+                    kinds = ", ".join(f"{kind} {per_kind[kind]:.3f}" for kind in DEFECT_KINDS if kind in per_kind)
+                print(
+                    f"| {dataset.name} ({len(dataset.test)}) | {name} | {metrics.auroc:.3f} | "
+                    f"{metrics.average_precision:.3f} | {metrics.accuracy:.3f} | {metrics.f1:.3f} | {pixel} | "
+                    f"{aupro_text} | {kinds} | {learn_seconds:.2f} | {ms:.1f} | {info} |",
+                    flush=True,
+                )
     print()
-    print(f"{os.cpu_count()} cores, BLAS limited to 1 thread; thresholds from the 100 calib cells' scores alone")
+    print(f"{os.cpu_count()} cores, BLAS limited to one thread; thresholds: quantile {QUANTILE} of calibration scores")
     print("command: OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python " + " ".join([sys.argv[0], *sys.argv[1:]]))
 
 

@@ -45,7 +45,7 @@ import numpy as np
 from spmcli.inspection.database import InspectionDatabase
 from spmcli.inspection.history import load_history
 from spmcli.inspection.html_report import write_html_report
-from spmcli.inspection.report import anomaly_overlay
+from spmcli.inspection.overlay import anomaly_overlay
 from spmcli.io.images import write_image
 
 MODEL = {"path": "model.npz", "sha256": "5e" * 32, "threshold": 2.5, "mode": "pooled"}
@@ -65,7 +65,7 @@ def make_image(folder: Path, name: str, rng: np.random.Generator, defective: boo
         anomaly = np.zeros((SIDE, SIDE))
         anomaly[top : top + 24, left : left + 24] = 6.0
         overlay_path = folder / "maps" / f"{Path(name).stem}_overlay.png"
-        write_image(overlay_path, anomaly_overlay(np.clip(image, 0, 1), anomaly, 1.25, 2.5))
+        write_image(overlay_path, anomaly_overlay(np.clip(image, 0, 1), anomaly, 2.5))
     path = folder / "incoming" / name
     write_image(path, np.clip(image, 0.0, 1.0))
     return path, overlay_path

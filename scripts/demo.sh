@@ -11,7 +11,9 @@ step learn-dict sample_images/camera.png -o "$OUT/camera_dict.npz" --atoms-png "
 step learn-dict sample_images/detect/good -o "$OUT/detect_model.npz" --detector --calibration-share 0.3 --seed 0
 # detect exits 1 with --fail-on-anomaly; here the report and heatmaps are the point, so plain exit 0.
 step detect sample_images/detect/incoming --dict "$OUT/detect_model.npz" --report "$OUT/detect_report.json" \
-    --heatmap-dir "$OUT/detect_maps"
+    --heatmap-dir "$OUT/detect_maps" --masks-dir "$OUT/detect_masks" --db "$OUT/inspections.sqlite" --new-only --jobs 2
+# The page a person opens: anomalies first, with their regions and explanations.
+step report "$OUT/inspections.sqlite" -o "$OUT/inspection_report.html"
 
 # inpaint: fill the pixels under the text mask; the untouched original is the reference for the PSNR.
 step inpaint sample_images/camera.png --mask sample_images/inpaint/camera_mask.png -o "$OUT/camera_inpainted.png" \

@@ -362,7 +362,7 @@ def make_map(jobs: int = 1, scheduler: str | None = None) -> Callable[..., list]
     """
 
     def engine_map(function: Callable[..., Any], *iterables: Any) -> list:
-        items = enumerate(zip(*iterables, strict=True))
+        items = enumerate(zip(*iterables))  # noqa: B905 - like map(), stop at the shortest (itertools.repeat)
         tasks = [Task(index, f"item {index}", payload=arguments) for index, arguments in items]
         result = run_tasks(_apply, tasks, function, jobs=jobs, scheduler=scheduler)
         if result.stopped_by is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from spmcli.inspection.database import InspectionDatabase
-from spmcli.inspection.report import anomaly_overlay
+from spmcli.inspection.overlay import anomaly_overlay
 from spmcli.io.images import write_image
 
 MODEL = {"path": "model.npz", "sha256": "ab" * 32, "threshold": 2.5, "mode": "pooled"}
@@ -51,7 +51,7 @@ def make_inspection(folder: Path, n_good: int, n_anomalous: int, n_failed: int, 
         map_path = folder / "maps" / f"{index:03d}_anomaly.tiff"
         overlay_path = folder / "maps" / f"{index:03d}_overlay.png"
         write_image(map_path, anomaly_map, dtype="float32")
-        write_image(overlay_path, anomaly_overlay(image, anomaly_map, THRESHOLD / 2, THRESHOLD))
+        write_image(overlay_path, anomaly_overlay(image, anomaly_map, THRESHOLD))
         rank = sum(1 for record in records if record.get("is_anomaly"))
         score = 4.0 + rank if anomalous else float(rng.uniform(0.5, 2.4))
         records.append(

@@ -153,7 +153,7 @@ def test_an_output_file_that_is_a_folder_is_a_usage_error(folder, tmp_path):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["learn-dict", "{images}", "-o", "{out}/d.npz", "--aligned"], "--aligned only applies with --detector"),
+        (["learn-dict", "{images}", "-o", "{out}/d.npz", "--mode", "aligned"], "--mode only applies with --detector"),
         (
             ["learn-dict", "{images}", "-o", "{out}/d.npz", "--polarity", "dark", "--downscale", "1"],
             "--polarity, --downscale only apply with --detector",
@@ -283,7 +283,7 @@ def test_under_twenty_calibration_images_warn_that_the_threshold_is_rough(folder
 
 
 def test_an_aligned_detector_is_named_with_an(folder, tmp_path):
-    result = invoke("learn-dict", folder, "-o", tmp_path / "m.npz", "--calibration-images", folder, "--aligned",
+    result = invoke("learn-dict", folder, "-o", tmp_path / "m.npz", "--calibration-images", folder, "--mode", "aligned",
                     *RUN_FAST)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "Learned an aligned detector" in result.output

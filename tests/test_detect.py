@@ -1,5 +1,6 @@
-"""Defect detection: the numeric core on a synthetic texture with drawn defects,
-the report format, heatmaps, learn-dict --detector and detect's exit codes."""
+"""Defect detection: the numeric core on a synthetic texture with drawn defects
+(more in test_detector.py), the report format, heatmaps, learn-dict --detector
+and detect's exit codes (the command-line tests belong to the CLI)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,9 @@ from PIL import Image as PILImage
 
 from spmcli.cli import cli
 from spmcli.commands.detect import CSV_FIELDS
-from spmcli.inspection.detector import (
-    Detector,
-    DetectorSettings,
-    NoDetectorError,
-    calibrated_threshold,
-    fit_detector,
-    split_calibration,
-)
-from spmcli.inspection.report import anomaly_overlay, heat_colours
+from spmcli.inspection.calibration import calibrated_threshold, split_calibration
+from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError, fit_detector
+from spmcli.inspection.overlay import anomaly_overlay, heat_colours
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 
 SIDE = 64
@@ -75,7 +70,8 @@ def synthetic():
 @pytest.fixture(scope="module")
 def fitted(synthetic):
     good, calibration, _, _ = synthetic
-    return fit_detector(good, calibration, settings=DetectorSettings(), seed=0)
+    with pytest.warns(UserWarning, match="threshold is rough"):
+        return fit_detector(good, calibration, settings=DetectorSettings(), seed=0)
 
 
 def test_detector_separates_good_from_defective(synthetic, fitted):
@@ -86,7 +82,6 @@ def test_detector_separates_good_from_defective(synthetic, fitted):
     assert all(np.isfinite(good_scores + defect_scores))
     assert min(defect_scores) > max(good_scores)
     assert all(detector.is_anomaly(score) for score in defect_scores)
-    assert min(defect_scores) > detector.threshold
 
 
 def test_heatmap_peaks_on_the_defect(synthetic, fitted):
@@ -102,58 +97,24 @@ def test_heatmap_peaks_on_the_defect(synthetic, fitted):
 
 def test_quality_figures_and_flat_image_stay_finite(fitted):
     _, detector = fitted
-    # A flat image at the texture's mean level: nothing to reconstruct, nothing dark or bright.
-    result = detector.score(np.full((SIDE, SIDE), 0.5))
-    assert np.isfinite(result.score) and result.score >= 0
-    assert detector.score(np.full((SIDE, SIDE), 0.05)).score > detector.threshold
+    # A flat image: nothing to reconstruct, and no texture where texture should be.
+    result = detector.score(np.full((SIDE, SIDE), 0.5), with_quality=True)
+    assert np.isfinite(result.score) and result.score >= 0 and result.is_anomaly
+    assert result.regions[0].feature == "texture_missing"
     assert np.isfinite(result.psnr) and np.isfinite(result.ssim)
     assert result.max_patch_error >= 0
+    assert np.isnan(detector.score(np.full((SIDE, SIDE), 0.5)).psnr)  # quality only on request
 
 
-def test_detector_round_trips_through_the_dictionary_file(tmp_path, synthetic, fitted):
-    dictionary, detector = fitted
-    save_dictionary(dictionary, tmp_path / "model.npz")
-    loaded = Detector.from_dictionary(load_dictionary(tmp_path / "model.npz"))
-    image = synthetic[3][1]
-    assert loaded.score(image).score == pytest.approx(detector.score(image).score, rel=1e-9)
-    assert loaded.threshold == detector.threshold
-    assert loaded.settings == detector.settings
-    assert loaded.threshold_method == ("quantile 0.95 of a normal fit to 8 calibration image scores (fewer than 20)")
-
-
-def test_aligned_mode_resizes_other_sizes(synthetic):
+def test_forced_aligned_mode_resizes_other_sizes(synthetic):
     good, calibration, test_good, _ = synthetic
-    _, detector = fit_detector(good, calibration, settings=DetectorSettings(mode="aligned", polarity="dark"))
-    # Three features per position (structure, intensity, lines) and a 3x3 precision matrix each.
-    assert detector.location[0].shape[0] == 3 and detector.location[0].ndim == 3
-    assert detector.spread[0].shape == (*detector.location[0].shape[1:], 3, 3)
-    assert np.allclose(detector.spread[0], np.swapaxes(detector.spread[0], -1, -2))
+    with pytest.warns(UserWarning):
+        _, detector = fit_detector(good, calibration, settings=DetectorSettings(mode="aligned", polarity="dark"))
+    assert detector.mode == "aligned" and detector.image_shape == (SIDE, SIDE)
+    assert detector.scales[0].positions.mean.shape[0] == len(detector.feature_names)
     bigger = np.kron(test_good[0], np.ones((2, 2)))
     result = detector.score(bigger, with_map=True)
     assert np.isfinite(result.score) and result.anomaly_map.shape == bigger.shape
-
-
-def test_aligned_mode_finds_a_thin_crack_and_maps_it():
-    # Aligned "cells": one fixed layout (a dark busbar, brighter centre) plus noise;
-    # the crack is a faint 1-pixel dark diagonal, weaker than the busbar.
-    rng = np.random.default_rng(3)
-    y, x = np.mgrid[0:96, 0:96].astype(float)
-    layout = 0.55 + 0.1 * np.exp(-((x - 48) ** 2 + (y - 48) ** 2) / 2000)
-    layout[44:48, :] = 0.25
-
-    def cell() -> np.ndarray:
-        return np.clip(layout + 0.015 * rng.standard_normal(layout.shape), 0, 1)
-
-    settings = DetectorSettings(mode="aligned", polarity="dark")
-    _, detector = fit_detector([cell() for _ in range(16)], [cell() for _ in range(8)], settings=settings)
-    good_scores = [detector.score(cell()).score for _ in range(6)]
-    cracked = cell()
-    for i in range(12, 40):
-        cracked[i + 50, i + 10] -= 0.15
-    result = detector.score(cracked, with_map=True)
-    assert result.score > max(good_scores) and detector.is_anomaly(result.score)
-    peak = np.unravel_index(np.argmax(result.anomaly_map), result.anomaly_map.shape)
-    assert 55 <= peak[0] <= 95 and 15 <= peak[1] <= 55
 
 
 def test_calibrated_threshold_rules():
@@ -174,8 +135,8 @@ def test_calibrated_threshold_rules():
 def test_missing_detector_and_small_image_are_reported(synthetic, fitted):
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
         Detector.from_dictionary(Dictionary(dct_dictionary(8, 16), patch_size=8))
-    with pytest.raises(ValueError, match="at least 32"):
-        fitted[1].score(np.zeros((20, 80)))
+    with pytest.raises(ValueError, match="at least 16"):
+        fitted[1].score(np.zeros((10, 80)))
 
 
 def test_split_calibration_is_seeded_and_disjoint():
@@ -192,10 +153,14 @@ def test_heat_colours_and_overlay():
     colours = heat_colours(np.array([0.0, 0.5, 1.0]))
     assert colours.shape == (3, 3)
     assert np.allclose(colours[0], 0) and np.all(colours[2] > 0.8)
-    overlay = anomaly_overlay(np.full((4, 4), 0.5), np.array([[0.0] * 4] * 3 + [[10.0] * 4]), 1.0, 2.0)
-    assert overlay.shape == (4, 4, 3)
-    assert np.allclose(overlay[0], 0.4)  # untouched grey (dimmed to 0.8)
-    assert overlay[3, 0, 0] > overlay[3, 0, 2]  # hot colour where the map is high
+    image = np.full((8, 8), 0.5)
+    anomaly = np.zeros((8, 8))
+    anomaly[5:7, 2:5] = 10.0
+    overlay = anomaly_overlay(image, anomaly, 1.0)
+    assert overlay.shape == (8, 2 * 8 + 4, 3)
+    assert np.allclose(overlay[5:7, 2:5], 0.5)  # the defect itself is left visible on the left panel
+    right = overlay[:, 8 + 4 :]
+    assert right[5, 3, 0] > right[5, 3, 2]  # hot colour where the map is high, on the right panel
 
 
 # --- command line ------------------------------------------------------------------------
@@ -308,7 +273,8 @@ def test_learn_dict_holds_out_a_seeded_share(folders, tmp_path):
                 "-o",
                 str(tmp_path / name),
                 "--detector",
-                "--aligned",
+                "--mode",
+                "aligned",
                 "--calibration-share",
                 "0.34",
             ],
@@ -332,3 +298,101 @@ def test_detect_in_a_subprocess(folders, tmp_path):
     assert completed.returncode == 1, completed.stderr
     assert "anomalous" in completed.stdout
     assert json.loads(report.read_text())["counts"]["anomalies"] == 3
+
+
+REGION_FIELDS = {"bbox", "area", "peak", "mean", "feature", "explanation"}
+
+
+def test_regions_masks_and_mode_in_the_report(folders, tmp_path):
+    root, model = folders
+    report, masks = tmp_path / "report.json", tmp_path / "masks"
+    result = CliRunner().invoke(
+        cli,
+        ["detect", str(root / "incoming"), "--dict", str(model), "--report", str(report), "--masks-dir", str(masks)],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    assert payload["model"]["mode"] in ("pooled", "aligned") and payload["model"]["mode_reason"]
+    for record in payload["records"]:
+        mask = np.asarray(PILImage.open(record["mask"]))
+        assert mask.shape == (SIDE, SIDE) and set(np.unique(mask)) <= {0, 255}
+        assert record["n_regions"] == len(record["regions"])
+        if not record["is_anomaly"]:
+            assert record["regions"] == [] and not mask.any()
+            continue
+        assert record["regions"] and mask.any()
+        for region in record["regions"]:
+            assert set(region) == REGION_FIELDS
+            x0, y0, x1, y1 = region["bbox"]
+            assert 0 <= x0 < x1 <= SIDE and 0 <= y0 < y1 <= SIDE
+            assert 0 < region["area"] <= (x1 - x0) * (y1 - y0)
+            assert region["peak"] >= region["mean"] > payload["model"]["pixel_threshold"] * 0.5
+            assert isinstance(region["explanation"], str) and len(region["explanation"]) > 10
+            assert mask[y0:y1, x0:x1].any()  # the mask marks the region
+    # The anomaly line explains the finding in words.
+    anomaly_lines = [line for line in result.output.splitlines() if line.startswith("anomaly:")]
+    assert len(anomaly_lines) == 3 and all(";" in line for line in anomaly_lines)
+
+
+def test_labels_and_ground_truth_masks_give_the_evaluation(folders, tmp_path):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    root, model = folders
+    labels, truth = tmp_path / "labels.csv", tmp_path / "truth"
+    truth.mkdir()
+    rows = ["path,defective,defect_type"]
+    for path in sorted((root / "incoming").iterdir()):
+        defective = path.name.startswith("defect_")
+        kind = ("blotch" if path.name != "defect_2.png" else "scratch") if defective else ""
+        rows.append(f"{path},{int(defective)},{kind}")
+        if defective:  # a mask around the drawn defect: the blotch at (40, 22), or the scratch's diagonal
+            mask = np.zeros((SIDE, SIDE), np.uint8)
+            if kind == "blotch":
+                mask[32:49, 14:31] = 255
+            else:
+                for i in range(10, 54):
+                    mask[i, i - 3 : i + 2] = 255
+            PILImage.fromarray(mask).save(truth / path.name)
+    labels.write_text("\n".join(rows) + "\n")
+    report = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        cli,
+        ["detect", str(root / "incoming"), "--dict", str(model), "--labels", str(labels),
+         "--ground-truth-masks", str(truth), "--report", str(report)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Evaluation on 6 labelled image(s) (3 defective): AUROC" in result.output
+    payload = json.loads(report.read_text())
+    evaluation = payload["evaluation"]
+    scores = [record["score"] for record in payload["records"]]
+    truth_labels = [int("defect_" in record["input"]) for record in payload["records"]]
+    assert evaluation["image"]["auroc"] == pytest.approx(roc_auc_score(truth_labels, scores))
+    assert evaluation["image"]["average_precision"] == pytest.approx(average_precision_score(truth_labels, scores))
+    assert set(evaluation["auroc_per_type"]) == {"blotch", "scratch"}
+    assert evaluation["n_masks"] == 3 and 0.5 < evaluation["pixel_auroc"] <= 1 and 0 <= evaluation["aupro"] <= 1
+    assert not any("evaluation_map" in record for record in payload["records"])
+    # --ground-truth-masks alone, and a labels file without the columns, are refused up front.
+    alone = CliRunner().invoke(cli, ["detect", str(root / "incoming"), "--dict", str(model),
+                                     "--ground-truth-masks", str(truth)])  # fmt: skip
+    assert alone.exit_code == 2 and "needs --labels" in alone.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\na.png,1\n")
+    refused = CliRunner().invoke(cli, ["detect", str(root / "incoming"), "--dict", str(model), "--labels", str(bad)])
+    assert refused.exit_code == 3 and "needs the columns 'path' and 'defective'" in refused.output
+
+
+def test_learning_from_images_of_different_sizes_and_colour(tmp_path):
+    rng = np.random.default_rng(3)
+    texture = _texture(rng, size=200)
+    good = tmp_path / "good"
+    good.mkdir()
+    for index, (height, width) in enumerate([(64, 64), (80, 70), (96, 64), (64, 100), (72, 72), (90, 90)]):
+        crop = texture[index : index + height, index : index + width]
+        if index % 2:
+            crop = np.dstack([crop, crop * 0.9, crop * 0.8])  # colour among grey
+        _save(good / f"good_{index}.png", crop)
+    model = tmp_path / "m.npz"
+    result = CliRunner().invoke(cli, ["learn-dict", str(good), "-o", str(model), "--calibration-images", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "Learned a pooled detector" in result.output and "Mode pooled:" in result.output
+    assert load_dictionary(model).metadata["detector"]["mode"] == "pooled"

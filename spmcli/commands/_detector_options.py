@@ -4,29 +4,23 @@ Kept apart from learn_dict.py so that command stays about dictionaries."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import numpy as np
 
+from ..batch import make_map
 from ..errors import SpmcliError
-from ..inspection.detector import (
-    MIN_EMPIRICAL_CALIBRATION,
-    POLARITIES,
-    DetectorSettings,
-    fit_detector,
-    split_calibration,
-)
+from ..inspection.calibration import MIN_CALIBRATION_IMAGES, split_calibration
+from ..inspection.detector import fit_detector
+from ..inspection.settings import MODES, POLARITIES, DetectorSettings
 from ..io.images import read_image
 from ..sparse.dictionary import Dictionary
-from ._common import expand_images, progress_bar
+from ._common import expand_images, given, progress_bar
 
 # Options that only mean something with --detector (--calibration-images implies it).
-DETECTOR_ONLY = ("calibration_share", "threshold_quantile", "aligned", "polarity", "downscale")
-# A threshold from fewer calibration images is refused: a quantile of one or two scores means nothing.
-MIN_CALIBRATION_IMAGES = 3
+DETECTOR_ONLY = ("calibration_share", "threshold_quantile", "mode", "polarity", "downscale")
 
 # learn-dict options that take detector defaults when --detector is on and they
 # were not given: small, fast dictionaries code good texture and leave defects out.
@@ -64,9 +58,14 @@ def detector_options(function: Callable) -> Callable:
             "false alarms on good images); with fewer than 20 calibration images, of a normal fit to their scores.",
         ),
         click.option(
-            "--aligned",
-            is_flag=True,
-            help="Images are all framed alike (solar cells, labels): keep feature statistics per position.",
+            "--mode",
+            type=click.Choice(MODES),
+            default="auto",
+            show_default=True,
+            help="pooled: one model of good patches for every position (textures, unaligned parts, any size); "
+            "aligned: compare each position with the good images' same position (cells, labels framed alike); "
+            "auto: aligned when the good images share one size and the position explains at least 25% of "
+            "their feature variance on held-out images.",
         ),
         click.option(
             "--polarity",
@@ -78,9 +77,9 @@ def detector_options(function: Callable) -> Callable:
         click.option(
             "--downscale",
             type=click.IntRange(1, 16),
-            default=2,
-            show_default=True,
-            help="Detector: reduce images by this factor before looking at patches.",
+            default=None,
+            help="Reduce images by this factor before looking at patches [default: automatic, keeping the good "
+            "images' smaller side at 150 working pixels or more].",
         ),
     ]
     for option in reversed(options):
@@ -108,6 +107,17 @@ def _read_all(paths: list[Path], max_pixels: int, failures: list[tuple[str, str]
     return images
 
 
+def _read_all(paths: list[Path], max_pixels: int, failures: list[tuple[str, str]]) -> list[np.ndarray]:
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path, max_pixels=max_pixels).pixels)
+        except SpmcliError as error:
+            failures.append((str(error.path or path), error.message))
+            click.echo(f"Error: {error.path or path}: {error.message}", err=True)
+    return images
+
+
 def learn_detector(
     ctx: click.Context,
     paths: list[Path],
@@ -115,9 +125,9 @@ def learn_detector(
     calibration_images: tuple[str, ...],
     calibration_share: float,
     threshold_quantile: float,
-    aligned: bool,
+    mode: str,
     polarity: str,
-    downscale: int,
+    downscale: int | None,
     patch_size: int,
     n_atoms: int,
     sparsity: int | None,
@@ -132,23 +142,26 @@ def learn_detector(
 ) -> Dictionary:
     """Learn and calibrate the detector from the good images ``paths``.
 
+    The per-image stages (features of each good image, scores of the
+    calibration images) run on the batch engine (``--jobs``, ``--scheduler``).
     Unreadable images are reported (one ``Error:`` line each) and left out;
     ``metadata["detector"]["failed_inputs"]`` lists them so the command exits 3.
     """
-    if calibration_images and ctx.get_parameter_source("calibration_share").name != "DEFAULT":
+    if calibration_images and given(ctx, "calibration_share"):
         raise click.UsageError("--calibration-share has no effect with --calibration-images")
     calibration_paths = expand_images(calibration_images, ctx) if calibration_images else []
     failures: list[tuple[str, str]] = []
     good = _read_all(paths, max_pixels, failures)
     if calibration_images:
         calibration = _read_all(calibration_paths, max_pixels, failures)
-        training = good
+        training, training_paths = good, paths
     else:
         try:
             train_index, calibration_index = split_calibration(len(good), calibration_share, seed)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         training = [good[i] for i in train_index]
+        training_paths = [paths[i] for i in train_index]
         calibration = [good[i] for i in calibration_index]
     if len(calibration) < MIN_CALIBRATION_IMAGES:
         raise click.UsageError(
@@ -156,7 +169,7 @@ def learn_detector(
             "(give more --calibration-images, or more good images with a larger --calibration-share)"
         )
     settings = DetectorSettings(
-        mode="aligned" if aligned else "pooled",
+        mode=mode,
         downscale=downscale,
         sparsity=sparsity or DETECTOR_DEFAULTS["sparsity"],
         polarity=polarity,
@@ -169,7 +182,7 @@ def learn_detector(
             bar.update(1)
 
         try:
-            dictionary, detector = fit_detector(
+            dictionary, _ = fit_detector(
                 training,
                 calibration,
                 settings=settings,
@@ -181,18 +194,10 @@ def learn_detector(
                 max_patches=max_patches,
                 seed=seed,
                 callback=report,
+                map_function=make_map(jobs, scheduler),
             )
         except ValueError as error:
             raise SpmcliError(f"cannot learn a detector: {error}", "IMAGES") from None
-    dictionary.metadata["training_images"] = [path.name for path in paths]
-    dictionary.metadata["detector"]["threshold_method"] = detector.threshold_method
+    dictionary.metadata["training_images"] = [path.name for path in training_paths]
     dictionary.metadata["detector"]["failed_inputs"] = [path for path, _ in failures]
-    if len(calibration) < MIN_EMPIRICAL_CALIBRATION:
-        warnings.warn(
-            f"the threshold comes from only {len(calibration)} calibration images (fewer than "
-            f"{MIN_EMPIRICAL_CALIBRATION}): it is rough; give more good images for calibration, "
-            "or set --threshold from the report",
-            UserWarning,
-            stacklevel=2,
-        )
     return dictionary

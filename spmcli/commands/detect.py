@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import click
 from ..batch import BatchResult, Task
 from ..inspection.database import InspectionDatabase
 from ..tasks import detect as task_module
+from ..tasks.labels import evaluate, find_ground_truth, match_labels, read_labels
 from ._batch import batch_options, command_line, resolve_workers, run_batch
 from ._common import (
     expand_images,
@@ -19,24 +21,25 @@ from ._common import (
     max_pixels_option,
     prepare_output_dir,
     prepare_output_file,
+    say,
     write_csv_report,
     write_json_report,
 )
 
 # Peak memory of one worker per input pixel (measured by benchmarks/bench_batch.py), for --jobs auto.
 PEAK_BYTES_PER_PIXEL = 80.0
-# Columns of a CSV report: one row per input.
+# Columns of a CSV report: one row per input (regions as a count and a JSON list).
 CSV_FIELDS = (
     "input",
     "status",
     "score",
     "threshold",
     "is_anomaly",
-    "psnr",
-    "ssim",
-    "max_patch_error",
+    "n_regions",
+    "regions",
     "anomaly_map",
     "overlay",
+    "mask",
     "error",
     "seconds",
 )
@@ -44,8 +47,10 @@ CSV_FIELDS = (
 EPILOG = """\b
 Examples:
   spmcli learn-dict good/ -o model.npz --detector
-  spmcli detect incoming/ --dict model.npz --report report.json --heatmap-dir maps/
+  spmcli detect incoming/ --dict model.npz --report report.json --heatmap-dir maps/ --masks-dir masks/
   spmcli detect "line3/*.png" --dict model.npz --report today.csv --fail-on-anomaly --jobs auto
+  spmcli detect incoming/ --dict model.npz --db inspections.sqlite --new-only     # from cron
+  spmcli detect test/ --dict model.npz --labels labels.csv --ground-truth-masks masks/ --report eval.json
 """
 
 
@@ -57,31 +62,40 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _heatmap_targets(paths: list[Path], folder: Path) -> list[task_module.HeatmapPaths]:
-    """``<stem>_anomaly.tiff`` (raw float32 map) and ``<stem>_overlay.png`` per input;
-    inputs sharing a file stem get a numeric suffix so nothing is overwritten."""
-    targets = []
-    used: set[str] = set()
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """Each input's file stem; inputs sharing one get a numeric suffix so no picture is overwritten."""
+    stems, used = [], set()
     for path in paths:
-        stem = path.stem
-        candidate, counter = stem, 1
+        candidate, counter = path.stem, 1
         while candidate in used:
             counter += 1
-            candidate = f"{stem}_{counter}"
+            candidate = f"{path.stem}_{counter}"
         used.add(candidate)
-        targets.append(
-            task_module.HeatmapPaths(
-                str(folder / f"{candidate}_anomaly.tiff"), str(folder / f"{candidate}_overlay.png")
-            )
-        )
-    return targets
+        stems.append(candidate)
+    return stems
 
 
 def _write_report(path: str, report: dict) -> None:
     if Path(path).suffix.lower() == ".csv":
-        write_csv_report(path, report["records"], CSV_FIELDS)
+        rows = [record | {"regions": json.dumps(record.get("regions") or [])} for record in report["records"]]
+        write_csv_report(path, rows, CSV_FIELDS)
     else:
         write_json_report(path, report)
+
+
+def _evaluation_line(evaluation: dict) -> str:
+    if "image" not in evaluation:
+        return f"Evaluation: {evaluation.get('note', 'nothing to evaluate')}"
+    image = evaluation["image"]
+    line = (
+        f"Evaluation on {evaluation['n_labelled']} labelled image(s) ({evaluation['n_defective']} defective): "
+        f"AUROC {image['auroc']:.3f}, AP {image['average_precision']:.3f}; at the threshold accuracy "
+        f"{image['accuracy']:.3f}, precision {image['precision']:.3f}, recall {image['recall']:.3f}, "
+        f"F1 {image['f1']:.3f}"
+    )
+    if "pixel_auroc" in evaluation:
+        line += f"; pixel AUROC {evaluation['pixel_auroc']:.3f}, AUPRO {evaluation['aupro']:.3f}"
+    return line
 
 
 @click.command(name="detect", epilog=EPILOG)
@@ -110,7 +124,34 @@ def _write_report(path: str, report: dict) -> None:
     "--heatmap-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write <name>_anomaly.tiff (float32 per-pixel anomaly) and <name>_overlay.png for each image.",
+    help="Write <name>_anomaly.tiff (float32 per-pixel anomaly, the score's unit) and <name>_overlay.png "
+    "(the image with its regions outlined, beside the map) for each image.",
+)
+@click.option(
+    "--masks-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write <name>_mask.png for each image: white where the map is above the pixel threshold.",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="CSV with columns path, defective (1/0) and optionally defect_type: add image AUROC, average precision, "
+    "accuracy/precision/recall/F1 at the threshold and AUROC per defect type to the report.",
+)
+@click.option(
+    "--ground-truth-masks",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="With --labels: folder of defect masks named like the images (nonzero = defect; good images need none): "
+    "add pixel AUROC and AUPRO (up to 30%% false positives).",
+)
+@click.option(
+    "--quality",
+    is_flag=True,
+    help="Also report PSNR/SSIM of each image's sparse reconstruction (for looking, not for deciding).",
 )
 @click.option("--fail-on-anomaly", is_flag=True, help="Exit with code 1 when any image is anomalous.")
 @click.option(
@@ -137,6 +178,10 @@ def command(
     threshold: float | None,
     report_path: str | None,
     heatmap_dir: str | None,
+    masks_dir: str | None,
+    labels_path: str | None,
+    ground_truth_masks: str | None,
+    quality: bool,
     fail_on_anomaly: bool,
     database_path: str | None,
     new_only: bool,
@@ -148,48 +193,63 @@ def command(
     """Score IMAGES for defects with a detector learned from good images.
 
     Each image gets an anomaly score (larger = less like the good images) and
-    is anomalous when the score is above the threshold calibrated on held-out
-    good images at learn-dict time (or --threshold). Images that cannot be read
-    are reported (exit code 3; that takes precedence over 1) and the others
-    are still scored. With --fail-on-anomaly the exit code is 1 when any image
-    is anomalous. --jobs scores images in parallel (same results).
+    is anomalous when it is above the threshold calibrated on held-out good
+    images at learn-dict time (or --threshold). Each anomalous image's regions
+    (connected areas of its anomaly map above the pixel threshold) are listed
+    with their bounding box, size, peak and mean anomaly and the feature that
+    drives them, in words. Images that cannot be read are reported (exit code
+    3; that takes precedence over 1) and the others are still scored. With
+    --fail-on-anomaly the exit code is 1 when any image is anomalous. --jobs
+    scores images in parallel (same results); --db keeps the history for cron.
     """
     if threshold is not None and not math.isfinite(threshold):
         raise click.BadParameter("must be a finite number", param_hint="--threshold")
     if new_only and database_path is None:
         raise click.UsageError("--new-only needs --db (the database remembers what was scored)")
+    if ground_truth_masks is not None and labels_path is None:
+        raise click.UsageError("--ground-truth-masks needs --labels (which images are defective)")
     paths = expand_images(images, ctx)
     if database_path is not None:
         prepare_output_file(database_path, "--db", inputs=paths)
     if report_path is not None:
         prepare_output_file(report_path, "--report", extensions=(".json", ".csv"), inputs=paths)
-    heatmaps = [None] * len(paths)
-    if heatmap_dir is not None:
-        heatmaps = _heatmap_targets(paths, prepare_output_dir(heatmap_dir, "--heatmap-dir"))
-    elif skip_existing:
-        raise click.UsageError("--skip-existing needs per-image outputs to look for (--heatmap-dir)")
+    if skip_existing and heatmap_dir is None and masks_dir is None:
+        raise click.UsageError("--skip-existing needs per-image outputs to look for (--heatmap-dir or --masks-dir)")
+    heatmaps = prepare_output_dir(heatmap_dir, "--heatmap-dir") if heatmap_dir is not None else None
+    masks = prepare_output_dir(masks_dir, "--masks-dir") if masks_dir is not None else None
+    labels = match_labels(paths, read_labels(labels_path)) if labels_path is not None else [None] * len(paths)
+    if labels_path is not None and any(label is None for label in labels):
+        say(ctx, f"{sum(label is None for label in labels)} input(s) have no label in {labels_path}: not evaluated")
     # Opened first, then the model read: a bad database or model is one error before any image is scored.
     database = InspectionDatabase.open(database_path) if database_path is not None else None
     detector = task_module.load_detector(dictionary_path)
     used_threshold = detector.threshold if threshold is None else threshold
     method = detector.threshold_method if threshold is None else "given with --threshold"
     workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
-    settings = task_module.DetectSettings(model=dictionary_path, threshold=used_threshold, max_pixels=max_pixels)
-    tasks = [
-        Task(
-            index,
-            str(path),
-            outputs=() if target is None else (target.anomaly_map, target.overlay),
-            payload=target,
+    settings = task_module.DetectSettings(
+        model=dictionary_path, threshold=used_threshold, quality=quality, max_pixels=max_pixels
+    )
+    tasks = []
+    for index, (path, stem, label) in enumerate(zip(paths, _unique_stems(paths), labels, strict=True)):
+        truth = None
+        if ground_truth_masks is not None and label is not None:
+            truth = find_ground_truth(ground_truth_masks, path)
+            truth = truth if truth is not None else ("" if not label.defective else None)
+        outputs = task_module.ImageOutputs(
+            anomaly_map=None if heatmaps is None else str(heatmaps / f"{stem}_anomaly.tiff"),
+            overlay=None if heatmaps is None else str(heatmaps / f"{stem}_overlay.png"),
+            mask=None if masks is None else str(masks / f"{stem}_mask.png"),
+            ground_truth=truth,
         )
-        for index, (path, target) in enumerate(zip(paths, heatmaps, strict=True))
-    ]
-
+        written = tuple(item for item in (outputs.anomaly_map, outputs.overlay, outputs.mask) if item)
+        tasks.append(Task(index, str(path), outputs=written, payload=outputs))
     model = {
         "path": str(dictionary_path),
         "sha256": _sha256(dictionary_path),
-        "mode": detector.settings.mode,
+        "mode": detector.mode,
+        "mode_reason": detector.mode_reason,
         "threshold": used_threshold,
+        "pixel_threshold": used_threshold,
         "threshold_method": method,
     }
     decided: dict[int, dict] = {}
@@ -204,24 +264,39 @@ def command(
                     "input": claim.input, "output": None, "status": "skipped", "error": None, "seconds": 0.0,
                     "warnings": [], "note": claim.reason,
                 }  # fmt: skip
+    evaluation_data: dict[str, dict] = {}
 
     def on_record(record: dict) -> None:
+        # Reduced maps for pixel metrics stay in memory, out of the report and the database.
+        if "evaluation_map" in record:
+            evaluation_data[record["input"]] = {key: record.pop(key) for key in ("evaluation_map", "evaluation_mask")}
         if database is not None and record["status"] != "skipped":
             database.record_image(run_id, record)
         if record["status"] == "done" and record["is_anomaly"] and not is_quiet(ctx):
-            click.echo(f"anomaly: {record['input']} (score {record['score']:.3f} > {used_threshold:.3f})", err=True)
-
-    def on_finish(result: BatchResult, exit_code: int) -> None:
-        if database is None:
-            return
-        for record in result.records:
-            if record["status"] == "not_started":
-                database.record_image(run_id, record)  # releases its claim for the next run
-        database.finish_run(run_id, {**result.counts, "anomalies": count_anomalies(result)}, exit_code)
-        database.close()
+            regions = record["regions"]
+            why = f"; {regions[0]['explanation']}" if regions else ""
+            more = f" (+{len(regions) - 1} more region(s))" if len(regions) > 1 else ""
+            click.echo(
+                f"anomaly: {record['input']} (score {record['score']:.3f} > {used_threshold:.3f}){why}{more}", err=True
+            )
 
     def count_anomalies(result: BatchResult) -> int:
         return sum(1 for record in result.records if record["status"] == "done" and record["is_anomaly"])
+
+    header: dict = {"model": model, "database": database_path, "run_id": run_id}
+
+    def on_finish(result: BatchResult, exit_code: int) -> None:
+        if labels_path is not None:
+            records = [record | evaluation_data.get(record["input"], {}) for record in result.records]
+            header["evaluation"] = evaluate(records, labels, used_threshold)
+            header["evaluation"]["labels"] = labels_path
+            say(ctx, _evaluation_line(header["evaluation"]))
+        if database is not None:
+            for record in result.records:
+                if record["status"] == "not_started":
+                    database.record_image(run_id, record)  # releases its claim for the next run
+            database.finish_run(run_id, {**result.counts, "anomalies": count_anomalies(result)}, exit_code)
+            database.close()
 
     run_batch(
         ctx,
@@ -235,7 +310,7 @@ def command(
         verb="Scored",
         report_path=report_path,
         write_report=_write_report,
-        extra_header={"model": model, "database": database_path, "run_id": run_id},
+        extra_header=header,
         on_record=on_record,
         decided=decided,
         on_finish=on_finish,

@@ -160,6 +160,7 @@ def command(
             f"in {time.perf_counter() - started:.1f} s; threshold {record['threshold']:.3f} "
             f"({record['threshold_method']}) -> {output}",
         )
+        say(ctx, f"Mode {mode}: {record['mode_reason']}")
         if record.get("failed_inputs"):
             ctx.exit(3)
         return

@@ -1,6 +1,8 @@
-"""Defect inspection: a detector learned from good images only, its anomaly
-scores and maps, reports (JSON/CSV, heatmap overlays), the inspection database
-(the history of runs, for incremental cron runs) and the HTML report.
+"""Defect inspection: a detector learned from good images only (features,
+density model of good patches, calibration), its anomaly scores, maps and
+explained regions, pictures (overlay, mask), evaluation on labelled images,
+the inspection database (the history of runs, for incremental cron runs) and
+the HTML report.
 
 Built on the sparse core; knows nothing of the command line.
 """
@@ -9,11 +11,17 @@ from .._lazy import lazy_attributes
 
 _EXPORTS = {
     "Detector": "detector",
-    "DetectorSettings": "detector",
+    "DetectorSettings": "settings",
     "ImageScore": "detector",
+    "NoDetectorError": "detector",
+    "Region": "regions",
     "fit_detector": "detector",
-    "anomaly_overlay": "report",
-    "write_report": "report",
+    "defect_mask": "regions",
+    "anomaly_overlay": "overlay",
+    "image_metrics": "evaluation",
+    "pixel_auroc": "evaluation",
+    "aupro": "evaluation",
+    "auroc_per_type": "evaluation",
     "InspectionDatabase": "database",
     "DatabaseError": "database",
     "file_identity": "file_identity",
@@ -22,6 +30,21 @@ _EXPORTS = {
     "write_html_report": "html_report",
 }
 __getattr__, __dir__ = lazy_attributes(
-    __name__, globals(), _EXPORTS, ("detector", "report", "database", "history", "html_report")
+    __name__,
+    globals(),
+    _EXPORTS,
+    (
+        "calibration",
+        "database",
+        "density",
+        "detector",
+        "evaluation",
+        "features",
+        "history",
+        "html_report",
+        "overlay",
+        "regions",
+        "settings",
+    ),
 )
 __all__ = sorted(_EXPORTS)

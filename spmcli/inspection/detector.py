@@ -1,82 +1,78 @@
-"""Defect detection learned from good images only: patch features, anomaly
-scores and maps, calibration of the decision threshold.
+"""Defect detection learned from good images only: the fitted detector, its
+scores, maps and regions, and learning it.
 
-The detector looks at each image through a small pyramid of grey, blurred
-working images (``downscale`` first, then halved ``n_scales - 1`` times) and,
-at every scale, at overlapping patches on a strided grid. Each patch gives two
-features (three in aligned mode):
+How it works, in order:
 
-structure
-    The RMS residual of the mean-removed patch after sparse coding (OMP) over
-    a dictionary learned with K-SVD from the good images: cracks, scratches and
-    spots that the good texture's atoms cannot express. Taken as a logarithm.
-intensity
-    The patch mean: broad changes of brightness (dark areas, stains) that
-    mean-removed patches cannot see.
-lines (aligned mode only)
-    The patch mean of a morphological top-hat (closing minus image for dark
-    structures, image minus opening for bright ones, both summed for
-    ``polarity="both"``) with a 13 x 13 square: thin lines and spots such as
-    cracks, which stand out against the fixed layout of aligned images.
-    Taken as a logarithm. (On unaligned textures lines are part of the texture
-    anywhere, so pooled mode leaves this feature out: it lowered AUROC there.)
+1. Each image becomes a small pyramid of grey, blurred working images,
+   divided by the image's own level so exposure changes do not matter
+   (:mod:`spmcli.inspection.features`).
+2. A dictionary is learned with K-SVD [1]_ from mean-removed patches of the
+   good images' working images (all scales).
+3. Every patch of a strided grid, at every scale, is described by the
+   sparse model (coding residual and code l1 norm [2]_) and by local features
+   (contrast, level, structure-tensor orientation, dark and bright top-hats).
+4. The density model (:mod:`spmcli.inspection.density`) standardises each
+   feature by the good patches' median and spread and keeps a seeded, thinned
+   bank of good descriptors per scale; a patch's anomaly is its distance to
+   the nearest good descriptor. For aligned images (``mode="aligned"``, or
+   chosen by ``"auto"``) features are first compared with the good images at
+   the same position.
+5. The anomaly map spreads each patch's anomaly over its pixels (averaging
+   overlaps), averages the scales and is brought to the input's size. Its
+   unit: distance to the nearest good patch descriptor, in good-patch spreads
+   (standard deviations of each feature over good patches, robustly estimated).
+6. The image score is the map's maximum. The threshold is a high quantile of
+   the scores of held-out good images (:mod:`spmcli.inspection.calibration`);
+   the *pixel* threshold is the same number, so an image is anomalous exactly
+   when its map has at least one pixel (one region) above it.
+7. Regions are the connected components above the pixel threshold, each
+   explained by the feature that sets its worst patch apart
+   (:mod:`spmcli.inspection.regions`).
 
-Pooled mode (``mode="pooled"``, the default, for unaligned images of any
-texture) standardises each feature against all good training patches (median
-and MAD); a patch's anomaly is the sum of the positive parts of its z-scores
-(intensity on the dark side, the bright side or both, see ``polarity``).
-Aligned mode (``mode="aligned"``, for images that are all framed the same way,
-such as solar cells or printed labels) keeps, at each grid position, the mean
-and the covariance of the feature vector of the good patches there (shrunk
-half-way towards the covariance averaged over positions, since a few dozen
-images give noisy per-position estimates); a patch's anomaly is the
-Mahalanobis distance of its feature vector from that mean, counting only
-deviations in the anomalous direction of each feature (more residual, more
-line response, intensity per ``polarity``). The image score is, summed over
-scales, the mean of the ``top_k`` most anomalous patches. The score is
-compared with a threshold chosen from the scores of held-out good images, see
-:func:`calibrated_threshold`.
-
-Per-image mean/std normalisation and PSNR/SSIM of the reconstruction are *not*
-used for the decision: defective cells have more contrast, and normalising by
-it hides them (measured AUROC 0.2-0.3 on ELPV, see BENCHMARKS.md). PSNR and SSIM
-are still computed for the report.
-
-The detector's state lives in the dictionary file as ``extra_detector_*``
-arrays (numbers and text only), see :meth:`Detector.to_extras`.
+Per-image work in :func:`fit_detector` (working images of each good image,
+their features, the scores of the calibration images) goes through a
+``map_function`` with the signature of the builtin :func:`map`, so a process
+pool or a cluster can run it; the result is the same whichever runs it.
 
 References
 ----------
 .. [1] M. Aharon, M. Elad and A. Bruckstein, "K-SVD: An Algorithm for Designing
        Overcomplete Dictionaries for Sparse Representation", IEEE Trans. Signal
        Processing 54(11), 2006.
-.. [2] D. Carrera, G. Boracchi, A. Foi and B. Wohlberg, "Detecting anomalous
-       structures by convolutional sparse models", IJCNN 2015 (sparse-coding
-       residuals and patch statistics standardised against normal data).
-.. [3] P. Soille, "Morphological Image Analysis", 2nd ed., Springer 2003,
-       section 4.4 (top-hat transforms for thin dark and bright structures).
-.. [4] O. Ledoit and M. Wolf, "A well-conditioned estimator for large-dimensional
-       covariance matrices", J. Multivariate Analysis 88(2), 2004 (shrinkage).
-.. [5] S. Deitsch et al., "Automatic classification of defective photovoltaic
-       module cells in electroluminescence images", Solar Energy 185, 2019
-       (the ELPV data set).
+.. [2] D. Carrera, F. Manganini, G. Boracchi and E. Lanzarone, "Defect
+       detection in SEM images of nanofibrous materials", IEEE Trans.
+       Industrial Informatics 13(2), 2017.
+.. [3] K. Roth et al., "Towards Total Recall in Industrial Anomaly Detection",
+       CVPR 2022 (nearest-neighbour scoring against a memory bank).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
 
 import numpy as np
-from scipy import ndimage, stats
-from skimage.transform import downscale_local_mean, resize
+from skimage.transform import resize
 
-from ..io.images import to_grey
 from ..metrics import psnr, ssim
 from ..sparse.dictionary import Dictionary
 from ..sparse.learning import learn_dictionary
-from ..sparse.omp import batch_omp
 from ..sparse.patches import PatchGrid
+from .calibration import calibrated_threshold, check_calibration_count, split_calibration
+from .density import (
+    PositionModel,
+    ScaleModel,
+    leave_one_out_share,
+    position_model,
+    robust_location_spread,
+    thin_bank,
+    zca_whitening,
+)
+from .features import feature_names, grey_image, minimum_side, scale_features, working_pyramid
+from .regions import Region, describe_deviation, describe_orientation, label_regions
+from .settings import MODES, POLARITIES, DetectorSettings
 
 __all__ = [
     "DETECTOR_VERSION",
@@ -86,91 +82,20 @@ __all__ = [
     "DetectorSettings",
     "ImageScore",
     "NoDetectorError",
+    "Region",
     "calibrated_threshold",
     "fit_detector",
+    "minimum_side",
     "split_calibration",
-    "working_pyramid",
 ]
 
-DETECTOR_VERSION = 2
-MODES = ("pooled", "aligned")
-POLARITIES = ("both", "dark", "bright")
-# Square closing/opening size (working pixels) of the line feature: catches
-# dark or bright structures narrower than this (cracks, spots, fingers).
-_LINE_SIZE = 13
-# Keeps log(top-hat) finite where the top-hat is zero; well below a grey level.
-_LINE_FLOOR = 1e-3
-# Aligned mode: weight of the position-averaged covariance in each position's
-# covariance (shrinkage, [4]); a relative ridge keeps every matrix invertible.
-_COVARIANCE_SHRINK = 0.5
-_COVARIANCE_RIDGE = 1e-6
-# Fewer calibration scores than this: the threshold is the quantile of a
-# normal distribution fitted to them (an empirical 0.95 quantile of a handful
-# of scores is just their maximum, or below it).
-MIN_EMPIRICAL_CALIBRATION = 20
-# Keeps log(residual) finite on perfectly coded (flat) patches; 1e-4 is far
-# below one grey level (1/255), so it changes nothing on real images.
-_RESIDUAL_FLOOR = 1e-4
-# Spreads never reach zero (flat training images), so z-scores stay finite.
-_SPREAD_FLOOR = 1e-6
+DETECTOR_VERSION = 3
+
+MapFunction = Callable[..., Iterable[Any]]
 
 
 class NoDetectorError(ValueError):
-    """A dictionary file without detector statistics and calibration."""
-
-
-@dataclass
-class DetectorSettings:
-    """How images are turned into patch features and scores.
-
-    Attributes
-    ----------
-    mode : {"pooled", "aligned"}
-        Feature statistics pooled over positions (any texture, any image size)
-        or kept per grid position (aligned images; other sizes are resized to
-        the training size).
-    downscale : int
-        Integer factor by which images are first reduced (area average).
-    blur_sigma : float
-        Gaussian blur of each working image, in working pixels: suppresses
-        sensor noise and fine grain the decision should not depend on.
-    n_scales : int
-        Working scales (each half the previous).
-    stride : int
-        Step of the patch grid, in working pixels.
-    sparsity : int
-        Atoms per patch when coding.
-    top_k : int
-        The image score averages this many most anomalous patches per scale.
-    polarity : {"both", "dark", "bright"}
-        Which side of the intensity distribution counts as anomalous.
-    threshold_quantile : float
-        The threshold is this quantile of the calibration scores (see
-        :func:`calibrated_threshold`): 0.95 means about 5% of good images
-        are flagged, by design.
-    """
-
-    mode: str = "pooled"
-    downscale: int = 2
-    blur_sigma: float = 1.0
-    n_scales: int = 2
-    stride: int = 4
-    sparsity: int = 2
-    top_k: int = 10
-    polarity: str = "both"
-    threshold_quantile: float = 0.95
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.polarity not in POLARITIES:
-            raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {self.polarity!r}")
-        if self.downscale < 1 or self.n_scales < 1 or self.stride < 1 or self.sparsity < 1 or self.top_k < 1:
-            raise ValueError("downscale, n_scales, stride, sparsity and top_k must be positive")
-        if not 0 < self.threshold_quantile <= 1:
-            raise ValueError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
-        if not self.blur_sigma >= 0:
-            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+    """A dictionary file without (usable) detector statistics and calibration."""
 
 
 @dataclass
@@ -180,180 +105,163 @@ class ImageScore:
     Attributes
     ----------
     score : float
-        Anomaly score (finite; larger is more anomalous).
+        Anomaly score: the maximum of the anomaly map (finite; larger is more
+        anomalous; same unit as the map).
+    threshold : float
+        The image threshold it is compared with (calibrated).
+    is_anomaly : bool
+        ``score > threshold``.
+    pixel_threshold : float
+        Map value above which a pixel counts as defective (calibrated on good
+        images; equal to ``threshold``, so an anomalous image has a region).
+    regions : list of Region
+        Connected components of the map above ``pixel_threshold``, strongest
+        first (at most :data:`spmcli.inspection.regions.MAX_REGIONS`).
+    anomaly_map : ndarray of float32 or None
+        ``(H, W)`` like the input (``with_map=True`` only). Unit: distance of
+        the patches covering a pixel to their nearest good patch descriptors,
+        in spreads of the good patches' features (about 0-3 for good texture).
     max_patch_error : float
-        Largest RMS reconstruction error of a patch (0..1 grey scale, working scale).
+        Largest RMS coding residual of a patch (finest scale, in units of the
+        image's level).
     psnr, ssim : float
-        Of the sparse reconstruction against the first working image (blurred,
-        downscaled grey); PSNR is capped at 100 dB so it stays finite.
-    anomaly_map : ndarray or None
-        Per-pixel anomaly, shaped like the input image's first two axes
-        (``with_map=True`` only).
+        Of the sparse reconstruction of the finest working image (blurred,
+        downscaled, grey); NaN unless ``with_quality=True``. Not used for the
+        decision.
     """
 
     score: float
-    max_patch_error: float
-    psnr: float
-    ssim: float
+    threshold: float
+    is_anomaly: bool
+    pixel_threshold: float
+    regions: list[Region] = field(default_factory=list)
     anomaly_map: np.ndarray | None = None
-
-
-def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
-    if factor == 1:
-        return image
-    # Crop to a multiple of the factor: downscale_local_mean pads with zeros,
-    # which would paint a dark border the detector then flags.
-    height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
-    return downscale_local_mean(image[:height, :width], (factor, factor))
-
-
-def minimum_side(settings: DetectorSettings, patch_size: int) -> int:
-    """Smallest image side (pixels) the detector can score."""
-    return patch_size * settings.downscale * 2 ** (settings.n_scales - 1)
-
-
-def working_pyramid(pixels: np.ndarray, settings: DetectorSettings, patch_size: int) -> list[np.ndarray]:
-    """Grey, downscaled, blurred working images, finest first.
-
-    Raises
-    ------
-    ValueError
-        When the image is too small for the coarsest scale's patches.
-    """
-    grey = to_grey(pixels)
-    needed = minimum_side(settings, patch_size)
-    if min(grey.shape) < needed:
-        raise ValueError(
-            f"image is {grey.shape[1]} x {grey.shape[0]} pixels; the detector needs at least {needed} a side"
-        )
-    levels = []
-    current = _reduce(grey, settings.downscale)
-    for scale in range(settings.n_scales):
-        if scale:
-            current = _reduce(current, 2)
-        levels.append(ndimage.gaussian_filter(current, settings.blur_sigma) if settings.blur_sigma > 0 else current)
-    return levels
-
-
-def n_features(settings: DetectorSettings) -> int:
-    """Features per patch: structure and intensity, plus lines in aligned mode."""
-    return 3 if settings.mode == "aligned" else 2
-
-
-def _line_response(level: np.ndarray, polarity: str) -> np.ndarray:
-    """Top-hat of the working image [3]_: dark (closing - image), bright
-    (image - opening) or both, for structures narrower than ``_LINE_SIZE``."""
-    size = (_LINE_SIZE, _LINE_SIZE)
-    response = np.zeros_like(level)
-    if polarity in ("dark", "both"):
-        response += ndimage.grey_closing(level, size=size, mode="nearest") - level
-    if polarity in ("bright", "both"):
-        response += level - ndimage.grey_opening(level, size=size, mode="nearest")
-    return response
-
-
-def _patch_means(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
-    """Mean of ``image`` over each grid patch, ``(n_rows, n_cols)``."""
-    # A box filter of even size p centred at i covers i - p/2 .. i + p/2 - 1,
-    # so the patch with top-left corner r is read at r + p // 2.
-    box = ndimage.uniform_filter(image, grid.patch_size, mode="nearest")
-    half = grid.patch_size // 2
-    return box[np.ix_(grid.rows + half, grid.cols + half)]
+    max_patch_error: float = 0.0
+    psnr: float = float("nan")
+    ssim: float = float("nan")
 
 
 @dataclass
-class _ScaleFeatures:
+class _ScaleResult:
     grid: PatchGrid
-    features: np.ndarray  # (n_features, n_rows, n_cols): log residual, mean[, log line response]
-    residual_rms: np.ndarray  # (n_patches,)
-    reconstruction: np.ndarray | None  # (n_patches, n_features) with means added back
+    values: np.ndarray  # raw features (F, rows, cols)
+    descriptors: np.ndarray  # (rows * cols, F)
+    anomaly: np.ndarray  # (rows, cols)
+    nearest: np.ndarray  # (rows * cols,) bank index
 
 
-def _scale_features(
-    level: np.ndarray, atoms: np.ndarray, patch_size: int, settings: DetectorSettings, keep_reconstruction: bool
-) -> _ScaleFeatures:
-    grid = PatchGrid(level.shape, patch_size, settings.stride)
-    patches = grid.extract(level)
-    means = patches.mean(axis=1)
-    centred = patches - means[:, None]
-    codes = batch_omp(centred, atoms, sparsity=settings.sparsity, dtype=np.float32)
-    residual_rms = np.sqrt(np.maximum(codes.residual_sq.astype(np.float64), 0.0) / patches.shape[1])
-    shape = (grid.rows.size, grid.cols.size)
-    features = np.stack([np.log(residual_rms + _RESIDUAL_FLOOR), means]).reshape(2, *shape)
-    if settings.mode == "aligned":
-        lines = _patch_means(_line_response(level, settings.polarity), grid)
-        features = np.concatenate([features, np.log(lines + _LINE_FLOOR)[None]])
-    reconstruction = None
-    if keep_reconstruction:
-        reconstruction = np.asarray(codes.reconstruct(atoms), dtype=np.float64) + means[:, None]
-    return _ScaleFeatures(grid, features, residual_rms, reconstruction)
+def _average_patches(grid: PatchGrid, patch_values: np.ndarray) -> np.ndarray:
+    """Spread one value per patch over its footprint, averaging overlaps."""
+    size = grid.patch_size
+    height, width = grid.image_shape[:2]
+    # Integral image of the per-patch values placed at their corners: every
+    # pixel sums the patches whose top-left corner lies in the size x size
+    # block above-left of it.
+    corners = np.zeros((height + 1, width + 1))
+    counts = np.zeros((height + 1, width + 1))
+    rows, cols = np.meshgrid(grid.rows, grid.cols, indexing="ij")
+    np.add.at(corners, (rows + 1, cols + 1), patch_values.reshape(rows.shape))
+    np.add.at(counts, (rows + 1, cols + 1), 1.0)
+    corners, counts = corners.cumsum(0).cumsum(1), counts.cumsum(0).cumsum(1)
+
+    def window(table: np.ndarray) -> np.ndarray:
+        top = np.clip(np.arange(height) - size + 1, 0, None)
+        left = np.clip(np.arange(width) - size + 1, 0, None)
+        bottom, right = np.arange(height) + 1, np.arange(width) + 1
+        return (
+            table[np.ix_(bottom, right)]
+            - table[np.ix_(top, right)]
+            - table[np.ix_(bottom, left)]
+            + table[np.ix_(top, left)]
+        )
+
+    return window(corners) / np.maximum(window(counts), 1.0)
 
 
-def _pooled_statistics(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and MAD-based spread of each feature over images and positions.
-    ``stack``: (n_images, 2, n_rows, n_cols) or a list flattened per feature."""
-    values = stack.reshape(stack.shape[0], stack.shape[1], -1).transpose(1, 0, 2).reshape(stack.shape[1], -1)
-    location = np.median(values, axis=1)
-    spread = 1.4826 * np.median(np.abs(values - location[:, None]), axis=1)
-    return location, np.maximum(spread, _SPREAD_FLOOR)
+# What each polarity ignores: feature -> +1 (values above the good level do
+# not count) or -1 (values below it do not).
+_IGNORED_BY_POLARITY = {
+    "both": {},
+    "dark": {"intensity": 1.0, "bright_lines": 1.0, "bright_spots": 1.0},
+    "bright": {"intensity": -1.0, "dark_lines": 1.0, "dark_spots": 1.0},
+}
+
+
+def _polarity_clip(names: Sequence[str], polarity: str) -> np.ndarray:
+    """Per feature: -1 ignores deviations below the good level, +1 above, 0 none."""
+    ignored = _IGNORED_BY_POLARITY[polarity]
+    return np.array([ignored.get(name, 0.0) for name in names])
 
 
 @dataclass
 class Detector:
-    """A fitted detector: dictionary atoms, feature statistics of good patches
-    and the calibrated threshold.
+    """A fitted detector: atoms, the model of good patches at every scale,
+    and the calibrated thresholds.
 
-    ``location[s]`` and ``spread[s]`` hold, for scale ``s``, the statistics of
-    the features: in pooled mode the median and MAD-based spread, shape
-    ``(2,)``; in aligned mode the mean ``(3, n_rows, n_cols)`` and the inverse
-    of the shrunk covariance at each position, ``(n_rows, n_cols, 3, 3)``.
-    ``image_shape`` is the training image size (aligned mode resizes other
-    sizes to it; ``(0, 0)`` in pooled mode).
+    Attributes
+    ----------
+    atoms : ndarray, shape (n_atoms, patch_size**2)
+    patch_size : int
+    settings : DetectorSettings
+        As used: ``downscale`` resolved; ``mode`` as requested (may be ``"auto"``, see ``mode``).
+    mode : {"pooled", "aligned"}
+        The mode in use.
+    mode_reason : str
+        Why that mode (for the report).
+    scales : list of ScaleModel
+        One per working scale.
+    image_shape : tuple of int
+        Aligned mode: the training size other sizes are resized to;
+        ``(0, 0)`` in pooled mode.
+    threshold : float
+        Image threshold (scores above it are anomalous).
+    pixel_threshold : float
+        Map threshold for regions and masks (equal to ``threshold``).
+    threshold_method : str
+        How the threshold was chosen (for reports).
+    calibration_scores : ndarray
+        Scores of the calibration images.
     """
 
     atoms: np.ndarray
     patch_size: int
     settings: DetectorSettings
-    location: list[np.ndarray]
-    spread: list[np.ndarray]
+    mode: str
+    mode_reason: str
+    scales: list[ScaleModel]
     image_shape: tuple[int, int] = (0, 0)
     threshold: float = float("inf")
+    pixel_threshold: float = float("inf")
     threshold_method: str = ""
     calibration_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return feature_names(self.settings.features)
+
     # -- scoring -------------------------------------------------------------------
-    def _prepare(self, pixels: np.ndarray) -> np.ndarray:
-        grey = to_grey(pixels)
-        if self.settings.mode == "aligned" and grey.shape != tuple(self.image_shape):
-            grey = resize(grey, self.image_shape, order=1, anti_aliasing=True, mode="edge")
-        return grey
+    def _levels(self, pixels: np.ndarray) -> list[np.ndarray]:
+        shape = tuple(self.image_shape) if self.mode == "aligned" else None
+        return working_pyramid(grey_image(pixels, shape), self.settings, self.patch_size)  # type: ignore[arg-type]
 
-    def _anomalous_deviation(self, deviation: np.ndarray) -> np.ndarray:
-        """Keep only deviations in the anomalous direction: more residual, more
-        line response, intensity on the ``polarity`` side (both: unchanged)."""
-        kept = np.maximum(deviation, 0.0)
-        polarity = self.settings.polarity
-        if polarity == "dark":
-            kept[1] = np.minimum(deviation[1], 0.0)
-        elif polarity == "both":
-            kept[1] = deviation[1]
-        return kept
+    def _scale_result(self, scale: int, level: np.ndarray, keep: bool) -> tuple[_ScaleResult, Any]:
+        features = scale_features(level, self.atoms, self.patch_size, self.settings, keep_reconstruction=keep)
+        model = self.scales[scale]
+        if model.positions is not None and features.values.shape != model.positions.mean.shape:
+            raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
+        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity))
+        distance, nearest = model.nearest(descriptors, self.settings.n_neighbours)
+        anomaly = distance.reshape(features.values.shape[1:])
+        return _ScaleResult(features.grid, features.values, descriptors, anomaly, nearest), features
 
-    def _patch_anomaly(self, scale: int, features: np.ndarray) -> np.ndarray:
-        deviation = self._anomalous_deviation(features - _expand(self.location[scale]))
-        if self.settings.mode == "pooled":
-            return np.abs(deviation / _expand(self.spread[scale])).sum(axis=0)
-        # Mahalanobis distance with each position's precision matrix.
-        squared = np.einsum("irc,rcij,jrc->rc", deviation, self.spread[scale], deviation)
-        return np.sqrt(np.maximum(squared, 0.0))
-
-    def features(self, pixels: np.ndarray) -> list[np.ndarray]:
-        """Raw patch features of each scale, ``(n_features, n_rows, n_cols)``: log residual RMS,
-        patch mean and, in aligned mode, log line response."""
-        levels = working_pyramid(self._prepare(pixels), self.settings, self.patch_size)
-        return [_scale_features(level, self.atoms, self.patch_size, self.settings, False).features for level in levels]
-
-    def score(self, pixels: np.ndarray, *, with_map: bool = False, with_quality: bool = True) -> ImageScore:
+    def score(
+        self,
+        pixels: np.ndarray,
+        *,
+        with_map: bool = False,
+        with_quality: bool = False,
+        threshold: float | None = None,
+    ) -> ImageScore:
         """Score one image.
 
         Parameters
@@ -361,59 +269,162 @@ class Detector:
         pixels : ndarray, shape (H, W) or (H, W, C)
             On the 0..1 scale; colour is converted to grey.
         with_map : bool
-            Also compute the per-pixel anomaly map at the input's size.
+            Return the anomaly map (the regions are found either way).
         with_quality : bool
             Compute PSNR/SSIM of the reconstruction (NaN otherwise).
+        threshold : float, optional
+            Use this image and pixel threshold instead of the calibrated one.
 
         Returns
         -------
         ImageScore
         """
         original_shape = np.asarray(pixels).shape[:2]
-        levels = working_pyramid(self._prepare(pixels), self.settings, self.patch_size)
-        total = 0.0
-        max_error = 0.0
+        levels = self._levels(pixels)
+        used_threshold = self.threshold if threshold is None else float(threshold)
+        results: list[_ScaleResult] = []
+        working_map = np.zeros(levels[0].shape)
         quality = (float("nan"), float("nan"))
-        anomaly_map = np.zeros(original_shape) if with_map else None
+        max_error = 0.0
         for scale, level in enumerate(levels):
             keep = with_quality and scale == 0
-            result = _scale_features(level, self.atoms, self.patch_size, self.settings, keep)
-            if self.settings.mode == "aligned" and result.features.shape != self.location[scale].shape:
-                raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
-            anomaly = self._patch_anomaly(scale, result.features)
-            flat = np.sort(anomaly.ravel())
-            total += float(flat[-min(self.settings.top_k, flat.size) :].mean())
-            max_error = max(max_error, float(result.residual_rms.max()))
+            result, features = self._scale_result(scale, level, keep)
+            results.append(result)
+            scale_map = _average_patches(result.grid, result.anomaly)
+            if scale_map.shape != working_map.shape:
+                scale_map = resize(scale_map, working_map.shape, order=1, mode="edge", anti_aliasing=False)
+            working_map += scale_map / len(levels)
+            if scale == 0:
+                max_error = float(features.residual_rms.max())
             if keep:
-                rebuilt = _average_patches(result.grid, result.reconstruction)
+                rebuilt = _rebuild(result.grid, features.reconstruction)
                 quality = (min(psnr(level, rebuilt), 100.0), ssim(level, rebuilt))
-            if anomaly_map is not None:
-                anomaly_map += _pixel_map(result.grid, anomaly, original_shape)
-        score = float(np.nan_to_num(total, nan=0.0, posinf=1e300))
-        return ImageScore(score, max_error, quality[0], quality[1], anomaly_map)
+        anomaly_map = resize(working_map, original_shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
+        peak = float(anomaly_map.max())
+        score = peak if np.isfinite(peak) else (1e300 if peak > 0 else 0.0)
+        regions = self._regions(anomaly_map, used_threshold, results, original_shape) if score > used_threshold else []
+        return ImageScore(
+            score=score,
+            threshold=used_threshold,
+            is_anomaly=score > used_threshold,
+            pixel_threshold=used_threshold,
+            regions=regions,
+            anomaly_map=anomaly_map if with_map else None,
+            max_patch_error=max_error,
+            psnr=quality[0],
+            ssim=quality[1],
+        )
 
     def is_anomaly(self, score: float, threshold: float | None = None) -> bool:
+        """Whether ``score`` is above the (calibrated or given) threshold."""
         return bool(score > (self.threshold if threshold is None else threshold))
+
+    # -- explanations ------------------------------------------------------------------
+    def _regions(
+        self,
+        anomaly_map: np.ndarray,
+        pixel_threshold: float,
+        results: list[_ScaleResult],
+        original_shape: tuple[int, int],
+    ) -> list[Region]:
+        regions = []
+        for mask, bbox in label_regions(anomaly_map, pixel_threshold):
+            x0, y0, x1, y1 = bbox
+            values = anomaly_map[y0:y1, x0:x1][mask]
+            feature, explanation = self._explain(mask, bbox, results, original_shape)
+            regions.append(
+                Region(
+                    bbox=(int(x0), int(y0), int(x1), int(y1)),
+                    area=int(mask.sum()),
+                    peak=float(values.max()),
+                    mean=float(values.mean()),
+                    feature=feature,
+                    explanation=explanation,
+                )
+            )
+        return regions
+
+    def _worst_patch(
+        self, mask: np.ndarray, bbox: tuple[int, ...], results: list[_ScaleResult], original_shape: tuple[int, int]
+    ) -> tuple[int, int]:
+        """(scale, flat patch index) of the most anomalous patch centred in the region."""
+        x0, y0 = bbox[0], bbox[1]
+        best = (-1.0, 0, 0)
+        fallback = (np.inf, 0, 0)
+        peak_y, peak_x = np.unravel_index(np.argmax(mask), mask.shape)
+        for scale, result in enumerate(results):
+            factor_y = original_shape[0] / result.grid.image_shape[0]
+            factor_x = original_shape[1] / result.grid.image_shape[1]
+            half = self.patch_size / 2
+            centre_y = ((result.grid.rows + half) * factor_y).astype(int) - y0
+            centre_x = ((result.grid.cols + half) * factor_x).astype(int) - x0
+            inside_y = (centre_y >= 0) & (centre_y < mask.shape[0])
+            inside_x = (centre_x >= 0) & (centre_x < mask.shape[1])
+            grid_y, grid_x = np.meshgrid(np.where(inside_y)[0], np.where(inside_x)[0], indexing="ij")
+            if grid_y.size:
+                inside = mask[centre_y[grid_y], centre_x[grid_x]]
+                if inside.any():
+                    values = result.anomaly[grid_y[inside], grid_x[inside]]
+                    pick = int(np.argmax(values))
+                    if values[pick] > best[0]:
+                        flat = grid_y[inside][pick] * result.grid.cols.size + grid_x[inside][pick]
+                        best = (float(values[pick]), scale, int(flat))
+            if scale == 0:
+                distance_y = np.abs(centre_y - peak_y)
+                distance_x = np.abs(centre_x - peak_x)
+                row, col = int(np.argmin(distance_y)), int(np.argmin(distance_x))
+                fallback = (0.0, 0, row * result.grid.cols.size + col)
+        return (best[1], best[2]) if best[0] >= 0 else (fallback[1], fallback[2])
+
+    def _explain(
+        self, mask: np.ndarray, bbox: tuple[int, ...], results: list[_ScaleResult], original_shape: tuple[int, int]
+    ) -> tuple[str, str]:
+        scale, flat = self._worst_patch(mask, bbox, results, original_shape)
+        result, model = results[scale], self.scales[scale]
+        names = self.feature_names
+        neighbour = model.standardised(model.bank[result.nearest[flat]])
+        delta = model.standardised(result.descriptors[flat]) - neighbour
+        index = int(np.argmax(np.abs(delta)))
+        name = names[index]
+        row, col = divmod(flat, result.grid.cols.size)
+        query_values = result.values[:, row, col]
+        aligned = model.positions is not None
+        if aligned:
+            # The reference is the good images' mean at this position.
+            reference_values = model.positions.mean[:, row, col] * model.spread + model.location
+        else:
+            reference_values = neighbour * model.spread + model.location
+        if name.startswith("orientation_"):
+            first = names.index("orientation_x")
+            pair = slice(first, first + 2)
+            return describe_orientation(query_values[pair], reference_values[pair], aligned)
+        return describe_deviation(name, float(query_values[index]), float(reference_values[index]), aligned)
 
     # -- persistence -----------------------------------------------------------------
     def to_extras(self) -> dict[str, np.ndarray]:
         """The detector's state as ``Dictionary.extras`` arrays (numbers and text only)."""
-        s = self.settings
+        import json
+
         extras = {
             "detector_version": np.array(DETECTOR_VERSION, dtype=np.int64),
-            "detector_mode": np.array(s.mode),
-            "detector_polarity": np.array(s.polarity),
-            "detector_ints": np.array([s.downscale, s.n_scales, s.stride, s.sparsity, s.top_k], dtype=np.int64),
-            "detector_blur_sigma": np.array(s.blur_sigma, dtype=np.float64),
-            "detector_threshold_quantile": np.array(s.threshold_quantile, dtype=np.float64),
+            "detector_settings": np.array(json.dumps(self.settings.to_record(), sort_keys=True)),
+            "detector_mode": np.array(self.mode),
+            "detector_mode_reason": np.array(self.mode_reason),
             "detector_image_shape": np.array(self.image_shape, dtype=np.int64),
             "detector_threshold": np.array(self.threshold, dtype=np.float64),
+            "detector_pixel_threshold": np.array(self.pixel_threshold, dtype=np.float64),
             "detector_threshold_method": np.array(self.threshold_method),
             "detector_calibration_scores": np.asarray(self.calibration_scores, dtype=np.float64),
         }
-        for scale in range(s.n_scales):
-            extras[f"detector_location_{scale}"] = np.asarray(self.location[scale], dtype=np.float64)
-            extras[f"detector_spread_{scale}"] = np.asarray(self.spread[scale], dtype=np.float64)
+        for scale, model in enumerate(self.scales):
+            extras[f"detector_location_{scale}"] = np.asarray(model.location, dtype=np.float64)
+            extras[f"detector_spread_{scale}"] = np.asarray(model.spread, dtype=np.float64)
+            extras[f"detector_bank_{scale}"] = np.asarray(model.bank, dtype=np.float64)
+            if model.whitening is not None:
+                extras[f"detector_whitening_{scale}"] = np.asarray(model.whitening, dtype=np.float64)
+            if model.positions is not None:
+                extras[f"detector_position_mean_{scale}"] = np.asarray(model.positions.mean, dtype=np.float64)
+                extras[f"detector_position_spread_{scale}"] = np.asarray(model.positions.spread, dtype=np.float64)
         return extras
 
     @classmethod
@@ -423,80 +434,14 @@ class Detector:
         Raises
         ------
         NoDetectorError
-            When the dictionary has no (or an inconsistent) detector state.
+            When the dictionary has no detector state, one from another
+            detector format, or an inconsistent one.
         """
-        extras = dictionary.extras
-        if "detector_version" not in extras:
-            raise NoDetectorError(
-                "this dictionary has no detector calibration; re-run learn-dict with --detector "
-                "(or --calibration-images DIR) on good images"
-            )
-        try:
-            version = int(extras["detector_version"])
-            if version > DETECTOR_VERSION:
-                raise NoDetectorError(f"detector format {version} is newer than this spmcli reads; upgrade spmcli")
-            if version < DETECTOR_VERSION:
-                raise NoDetectorError(
-                    f"detector format {version} is from an older spmcli (features changed); re-run learn-dict"
-                )
-            downscale, n_scales, stride, sparsity, top_k = (int(v) for v in extras["detector_ints"])
-            settings = DetectorSettings(
-                mode=str(extras["detector_mode"]),
-                downscale=downscale,
-                blur_sigma=float(extras["detector_blur_sigma"]),
-                n_scales=n_scales,
-                stride=stride,
-                sparsity=sparsity,
-                top_k=top_k,
-                polarity=str(extras["detector_polarity"]),
-                threshold_quantile=float(extras["detector_threshold_quantile"]),
-            )
-            location = [np.asarray(extras[f"detector_location_{s}"], dtype=np.float64) for s in range(n_scales)]
-            spread = [np.asarray(extras[f"detector_spread_{s}"], dtype=np.float64) for s in range(n_scales)]
-            image_shape = tuple(int(v) for v in extras["detector_image_shape"])
-            threshold = float(extras["detector_threshold"])
-            scores = np.asarray(extras["detector_calibration_scores"], dtype=np.float64)
-        except (KeyError, ValueError, TypeError) as error:
-            if isinstance(error, NoDetectorError):
-                raise
-            raise NoDetectorError(
-                f"the detector data in this dictionary is incomplete or invalid ({error}); re-run learn-dict"
-            ) from None
-        count = n_features(settings)
-        for loc, spr in zip(location, spread, strict=True):
-            if settings.mode == "pooled":
-                bad_shape = loc.shape != (count,) or spr.shape != (count,)
-            else:
-                bad_shape = loc.ndim != 3 or loc.shape[0] != count or spr.shape != (*loc.shape[1:], count, count)
-            if bad_shape or not (np.all(np.isfinite(loc)) and np.all(np.isfinite(spr))):
-                raise NoDetectorError("the detector statistics in this dictionary are invalid; re-run learn-dict")
-        if not np.isfinite(threshold) or len(image_shape) != 2:
-            raise NoDetectorError("the detector threshold in this dictionary is invalid; re-run learn-dict")
-        return cls(
-            atoms=dictionary.atoms,
-            patch_size=dictionary.patch_size,
-            settings=settings,
-            location=location,
-            spread=spread,
-            image_shape=image_shape,  # type: ignore[arg-type]
-            threshold=threshold,
-            threshold_method=str(extras.get("detector_threshold_method", "")),
-            calibration_scores=scores,
-        )
+        return _detector_from_extras(dictionary)
 
 
-def _expand(statistic: np.ndarray) -> np.ndarray:
-    """Broadcast pooled (n_features,) statistics against (n_features, rows, cols) features."""
-    return statistic[:, None, None] if statistic.ndim == 1 else statistic
-
-
-def _average_patches(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
-    """Overlap-average the grey patches of a whole grid into an image.
-
-    Same result as :class:`spmcli.sparse.patches.PatchAverager` for one grey band, as a
-    single ``np.bincount`` (a third of the per-image time went to its 64
-    fancy-indexed additions).
-    """
+def _rebuild(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
+    """Overlap-average coded grey patches into an image (for PSNR/SSIM)."""
     size = grid.patch_size
     height, width = grid.image_shape[:2]
     offsets = np.arange(size)
@@ -509,72 +454,137 @@ def _average_patches(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
     return (total / np.maximum(weight, 1)).reshape(height, width)
 
 
-def _pixel_map(grid: PatchGrid, anomaly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Spread each patch's anomaly over its footprint (averaging overlaps) and
-    bring the working-scale map to the input's size."""
-    working = _average_patches(grid, np.repeat(anomaly.reshape(-1, 1), grid.n_features, axis=1))
-    return resize(working, shape, order=1, mode="edge", anti_aliasing=False)
+def _detector_from_extras(dictionary: Dictionary) -> Detector:
+    import json
 
-
-def _aligned_statistics(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-position mean ``(F, rows, cols)`` and precision ``(rows, cols, F, F)``
-    of the features of good images ``stack`` ``(n_images, F, rows, cols)``.
-
-    Each position's covariance is shrunk half-way towards the covariance
-    averaged over positions [4]_ and given a small relative ridge, so the
-    inverse exists even from a handful of images (or flat ones).
-    """
-    n_images = stack.shape[0]
-    mean = stack.mean(axis=0)
-    centred = stack - mean
-    covariance = np.einsum("nirc,njrc->rcij", centred, centred) / max(n_images - 1, 1)
-    average = covariance.mean(axis=(0, 1))
-    shrunk = (1 - _COVARIANCE_SHRINK) * covariance + _COVARIANCE_SHRINK * average
-    ridge = _COVARIANCE_RIDGE * max(float(np.trace(average)), _SPREAD_FLOOR) + _SPREAD_FLOOR**2
-    shrunk = shrunk + ridge * np.eye(stack.shape[1])
-    return mean, np.linalg.inv(shrunk)
-
-
-def calibrated_threshold(scores: np.ndarray, quantile: float) -> tuple[float, str]:
-    """The decision threshold from good images' scores, and how it was chosen.
-
-    With ``MIN_EMPIRICAL_CALIBRATION`` (20) scores or more: their empirical
-    ``quantile``. With fewer, an empirical high quantile is just about their
-    maximum, so a normal distribution is fitted (mean, standard deviation) and
-    its ``quantile`` point taken. A quantile of 1 is always the maximum.
-
-    Returns
-    -------
-    threshold : float
-    method : str
-        For the report, e.g. ``"quantile 0.95 of 100 calibration image scores"``.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        raise ValueError("no calibration scores")
-    if scores.size >= MIN_EMPIRICAL_CALIBRATION or quantile >= 1:
-        threshold = float(np.quantile(scores, quantile))
-        return threshold, f"quantile {quantile:g} of {scores.size} calibration image scores"
-    spread = float(scores.std(ddof=1)) if scores.size > 1 else 0.0
-    threshold = float(scores.mean() + stats.norm.ppf(quantile) * spread)
-    return threshold, (
-        f"quantile {quantile:g} of a normal fit to {scores.size} calibration image scores "
-        f"(fewer than {MIN_EMPIRICAL_CALIBRATION})"
+    extras = dictionary.extras
+    if "detector_version" not in extras:
+        raise NoDetectorError(
+            "this dictionary has no detector calibration; re-run learn-dict with --detector "
+            "(or --calibration-images DIR) on good images"
+        )
+    try:
+        version = int(extras["detector_version"])
+    except (TypeError, ValueError):
+        raise NoDetectorError("the detector version in this dictionary is invalid; re-run learn-dict") from None
+    if version > DETECTOR_VERSION:
+        raise NoDetectorError(f"detector format {version} is newer than this spmcli reads; upgrade spmcli")
+    if version < DETECTOR_VERSION:
+        raise NoDetectorError(
+            f"detector format {version} is from an older spmcli (the features changed); "
+            "re-run learn-dict --detector on the good images"
+        )
+    try:
+        settings = DetectorSettings.from_record(json.loads(str(extras["detector_settings"])))
+        mode = str(extras["detector_mode"])
+        if mode not in ("pooled", "aligned"):
+            raise ValueError(f"unknown mode {mode!r}")
+        n_features = len(feature_names(settings.features))
+        scales = []
+        for scale in range(settings.n_scales):
+            location = np.asarray(extras[f"detector_location_{scale}"], dtype=np.float64)
+            spread = np.asarray(extras[f"detector_spread_{scale}"], dtype=np.float64)
+            bank = np.asarray(extras[f"detector_bank_{scale}"], dtype=np.float64)
+            positions = None
+            if mode == "aligned":
+                positions = PositionModel(
+                    np.asarray(extras[f"detector_position_mean_{scale}"], dtype=np.float64),
+                    np.asarray(extras[f"detector_position_spread_{scale}"], dtype=np.float64),
+                )
+                if positions.mean.ndim != 3 or positions.mean.shape[0] != n_features:
+                    raise ValueError("position statistics of the wrong shape")
+                if positions.spread.shape != positions.mean.shape or not np.all(positions.spread > 0):
+                    raise ValueError("invalid position spreads")
+            whitening = None
+            if settings.whiten:
+                whitening = np.asarray(extras[f"detector_whitening_{scale}"], dtype=np.float64)
+                if whitening.shape != (n_features, n_features) or not np.all(np.isfinite(whitening)):
+                    raise ValueError("invalid whitening matrix")
+            if location.shape != (n_features,) or spread.shape != (n_features,) or not np.all(spread > 0):
+                raise ValueError("feature statistics of the wrong shape")
+            if bank.ndim != 2 or bank.shape[1] != n_features or bank.shape[0] < 1:
+                raise ValueError("memory bank of the wrong shape")
+            arrays = [location, spread, bank] + ([positions.mean, positions.spread] if positions else [])
+            if not all(np.all(np.isfinite(array)) for array in arrays):
+                raise ValueError("non-finite statistics")
+            scales.append(ScaleModel(location, spread, bank, positions, whitening))
+        image_shape = tuple(int(v) for v in extras["detector_image_shape"])
+        threshold = float(extras["detector_threshold"])
+        pixel_threshold = float(extras["detector_pixel_threshold"])
+        scores = np.asarray(extras["detector_calibration_scores"], dtype=np.float64)
+        if len(image_shape) != 2 or not (np.isfinite(threshold) and np.isfinite(pixel_threshold)):
+            raise ValueError("invalid threshold or image shape")
+    except (KeyError, ValueError, TypeError) as error:
+        raise NoDetectorError(
+            f"the detector data in this dictionary is incomplete or invalid ({error}); re-run learn-dict"
+        ) from None
+    return Detector(
+        atoms=dictionary.atoms,
+        patch_size=dictionary.patch_size,
+        settings=settings,
+        mode=mode,
+        mode_reason=str(extras.get("detector_mode_reason", "")),
+        scales=scales,
+        image_shape=image_shape,  # type: ignore[arg-type]
+        threshold=threshold,
+        pixel_threshold=pixel_threshold,
+        threshold_method=str(extras.get("detector_threshold_method", "")),
+        calibration_scores=scores,
     )
 
 
-def split_calibration(n_images: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of ``n_images`` good images into training and calibration indices.
+# -- learning (the mapped functions are top-level so that process pools can pickle them) --
 
-    At least one image goes to each side; needs two images or more.
-    """
-    if n_images < 2:
-        raise ValueError("holding out calibration images needs at least 2 good images (or give calibration images)")
-    if not 0 < share < 1:
-        raise ValueError(f"calibration share must be between 0 and 1, got {share}")
-    n_calibration = min(n_images - 1, max(1, round(share * n_images)))
-    order = np.random.default_rng(seed).permutation(n_images)
-    return np.sort(order[n_calibration:]), np.sort(order[:n_calibration])
+
+def image_levels(
+    pixels: np.ndarray, settings: DetectorSettings, patch_size: int, image_shape: tuple[int, int] | None
+) -> list[np.ndarray]:
+    """Working images of one good image (the first per-image stage of learning)."""
+    return working_pyramid(grey_image(pixels, image_shape), settings, patch_size)
+
+
+def image_features(
+    levels: list[np.ndarray], atoms: np.ndarray, patch_size: int, settings: DetectorSettings
+) -> list[np.ndarray]:
+    """Raw features ``(F, rows, cols)`` of each working image of one good image."""
+    return [scale_features(level, atoms, patch_size, settings).values for level in levels]
+
+
+def calibration_score(detector: Detector, pixels: np.ndarray) -> float:
+    """Score of one calibration image (the per-image stage of calibration)."""
+    return detector.score(pixels).score
+
+
+def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable | None) -> Iterator[Any]:
+    for done, item in enumerate(items, start=1):
+        if callback is not None:
+            callback(stage, done, total)
+        yield item
+
+
+def _choose_mode(
+    settings: DetectorSettings, shapes: list[tuple[int, ...]], features: list[list[np.ndarray]] | None
+) -> tuple[str, str]:
+    if settings.mode != "auto":
+        return settings.mode, f"{settings.mode} mode requested"
+    if len(set(shapes)) > 1:
+        return "pooled", "the good images differ in size, so positions do not correspond"
+    if len(shapes) < 3:
+        return "pooled", "too few good images to compare positions (fewer than 3)"
+    assert features is not None
+    shares = []
+    for scale in range(len(features[0])):
+        stack = np.stack([per_image[scale] for per_image in features])
+        flat = stack.transpose(1, 0, 2, 3).reshape(stack.shape[1], -1).T
+        location, spread = robust_location_spread(flat)
+        shares.append(leave_one_out_share((stack - location[None, :, None, None]) / spread[None, :, None, None]))
+    share = float(np.mean(shares))
+    verdict = ">=" if share >= settings.aligned_min_share else "<"
+    mode = "aligned" if share >= settings.aligned_min_share else "pooled"
+    return mode, (
+        f"the position explains {100 * share:.0f}% of the feature variance of held-out good images "
+        f"({verdict} {100 * settings.aligned_min_share:.0f}%)"
+    )
 
 
 def fit_detector(
@@ -590,55 +600,68 @@ def fit_detector(
     max_patches: int | None = 10000,
     seed: int = 0,
     callback: Callable[[str, int, int], None] | None = None,
+    map_function: MapFunction = map,
 ) -> tuple[Dictionary, Detector]:
-    """Learn a detector from good images and calibrate its threshold.
-
-    The dictionary is learned with K-SVD [1]_ from mean-removed patches of the
-    working images (all scales); the feature statistics come from every patch
-    of the good images; the calibration images (other good images, never used
-    for learning) are scored and the threshold set to the
-    ``settings.threshold_quantile`` quantile of their scores.
+    """Learn a detector from good images and calibrate its thresholds.
 
     Parameters
     ----------
     good_images : sequence of ndarray
-        Defect-free images to learn from (0..1, grey or colour).
+        Defect-free images to learn from, ``(H, W)`` or ``(H, W, C)`` on the
+        0..1 scale; any sizes, grey and colour mixed (colour is brought to grey).
     calibration_images : sequence of ndarray
-        Other defect-free images, for the threshold.
+        At least 3 other defect-free images (20 or more for a reliable
+        threshold; fewer warns), never learned from.
     settings : DetectorSettings, optional
-    patch_size, n_atoms, n_iterations, method, init, max_patches, seed
+        Defaults: ``DetectorSettings()`` (mode ``"auto"``).
+    patch_size, n_atoms, n_iterations, method, init, max_patches
         Dictionary learning, as in :func:`spmcli.sparse.learning.learn_dictionary`
         (sparsity is ``settings.sparsity``).
+    seed : int
+        Seeds patch sampling, K-SVD and the thinning of the memory bank.
     callback : callable, optional
-        ``callback(stage, done, total)`` with stage ``"learn"`` (K-SVD
-        iterations), ``"statistics"`` or ``"calibrate"`` (images).
+        ``callback(stage, done, total)`` with stage ``"prepare"`` and
+        ``"features"`` (good images), ``"learn"`` (K-SVD iterations) and
+        ``"calibrate"`` (calibration images).
+    map_function : callable
+        Runs the per-image stages; the builtin :func:`map` (default) or any
+        function of the same signature, such as
+        ``concurrent.futures.ProcessPoolExecutor(...).map``. It is called with
+        top-level functions and picklable arguments; the model is the same
+        whichever runs them.
 
     Returns
     -------
     dictionary : Dictionary
         With the detector's state in ``extras`` and a ``detector`` record in
-        ``metadata``.
+        ``metadata`` (mode, why, settings, counts, thresholds).
     detector : Detector
+
+    Raises
+    ------
+    ValueError
+        No good images, fewer than 3 calibration images, or an image smaller
+        than :func:`minimum_side` pixels a side. Fewer than 20 calibration
+        images give a ``UserWarning`` (rough threshold).
     """
-    settings = settings or DetectorSettings()
+    requested = settings or DetectorSettings()
     if not good_images:
         raise ValueError("no good images to learn from")
-    if not calibration_images:
-        raise ValueError("no calibration images")
-    image_shape: tuple[int, int] = (0, 0)
-    if settings.mode == "aligned":
-        image_shape = to_grey(good_images[0]).shape  # type: ignore[assignment]
-    report = callback or (lambda stage, done, total: None)
-
-    def prepared(pixels: np.ndarray) -> np.ndarray:
-        grey = to_grey(pixels)
-        if settings.mode == "aligned" and grey.shape != image_shape:
-            grey = resize(grey, image_shape, order=1, anti_aliasing=True, mode="edge")
-        return grey
-
-    pyramids = [working_pyramid(prepared(image), settings, patch_size) for image in good_images]
+    check_calibration_count(len(calibration_images))
+    shapes = [tuple(np.asarray(image).shape[:2]) for image in good_images]
+    settings = requested.resolved([min(shape) for shape in shapes])
+    forced_aligned = settings.mode == "aligned"
+    image_shape = shapes[0] if forced_aligned else None
+    levels = list(
+        _reporting(
+            map_function(image_levels, good_images, repeat(settings), repeat(patch_size), repeat(image_shape)),
+            "prepare",
+            len(good_images),
+            callback,
+        )
+    )
     dictionary = learn_dictionary(
-        [level for pyramid in pyramids for level in pyramid],
+        [level for pyramid in levels for level in pyramid],
         patch_size=patch_size,
         n_atoms=n_atoms,
         sparsity=settings.sparsity,
@@ -648,38 +671,80 @@ def fit_detector(
         max_patches=max_patches,
         remove_mean=True,
         seed=seed,
-        callback=lambda iteration, total, rmse: report("learn", iteration, total),
+        callback=None if callback is None else (lambda iteration, total, rmse: callback("learn", iteration, total)),
     )
-    per_scale: list[list[np.ndarray]] = [[] for _ in range(settings.n_scales)]
-    for index, pyramid in enumerate(pyramids):
-        for scale, level in enumerate(pyramid):
-            per_scale[scale].append(_scale_features(level, dictionary.atoms, patch_size, settings, False).features)
-        report("statistics", index + 1, len(pyramids))
-    location, spread = [], []
-    for scale_features in per_scale:
-        stack = np.stack(scale_features)
-        if settings.mode == "pooled":
-            loc, spr = _pooled_statistics(stack)
-            spr = np.maximum(spr, _SPREAD_FLOOR)
+    features = list(
+        _reporting(
+            map_function(image_features, levels, repeat(dictionary.atoms), repeat(patch_size), repeat(settings)),
+            "features",
+            len(levels),
+            callback,
+        )
+    )
+    del levels
+    mode, reason = _choose_mode(settings, shapes, features)
+    if mode == "aligned" and image_shape is None:
+        image_shape = shapes[0]
+    scales = []
+    names = feature_names(settings.features)
+    clip = _polarity_clip(names, settings.polarity)
+    for scale in range(settings.n_scales):
+        per_image = [image[scale] for image in features]
+        flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])
+        location, spread = robust_location_spread(flat)
+        positions = None
+        if mode == "aligned":
+            standardised = (np.stack(per_image) - location[None, :, None, None]) / spread[None, :, None, None]
+            positions, deviations = position_model(standardised)
+            clipped = np.where(clip[None, :, None, None] * deviations > 0, 0.0, deviations)
+            descriptors = clipped.transpose(0, 2, 3, 1).reshape(-1, len(names))
         else:
-            loc, spr = _aligned_statistics(stack)
-        location.append(loc)
-        spread.append(spr)
-    detector = Detector(dictionary.atoms, patch_size, settings, location, spread, image_shape)
-    scores = []
-    for index, image in enumerate(calibration_images):
-        scores.append(detector.score(image, with_quality=False).score)
-        report("calibrate", index + 1, len(calibration_images))
-    detector.calibration_scores = np.asarray(scores)
+            standardised = (flat - location) / spread
+            descriptors = np.where(clip * standardised > 0, 0.0, standardised)
+        whitening = zca_whitening(descriptors) if settings.whiten else None
+        if whitening is not None:
+            descriptors = descriptors @ whitening
+        if settings.density == "gaussian":
+            bank = np.zeros((1, descriptors.shape[1]))
+        else:
+            bank = thin_bank(descriptors, settings.bank_size, seed + scale, settings.bank_rare_share)
+        scales.append(ScaleModel(location, spread, bank, positions, whitening))
+    del features
+    detector = Detector(
+        atoms=dictionary.atoms,
+        patch_size=patch_size,
+        settings=settings,
+        mode=mode,
+        mode_reason=reason,
+        scales=scales,
+        image_shape=tuple(image_shape) if image_shape is not None else (0, 0),  # type: ignore[arg-type]
+    )
+    scores = list(
+        _reporting(
+            map_function(calibration_score, repeat(detector), calibration_images),
+            "calibrate",
+            len(calibration_images),
+            callback,
+        )
+    )
+    detector.calibration_scores = np.asarray(scores, dtype=np.float64)
     detector.threshold, detector.threshold_method = calibrated_threshold(
         detector.calibration_scores, settings.threshold_quantile
     )
+    detector.pixel_threshold = detector.threshold
     dictionary.extras.update(detector.to_extras())
     dictionary.metadata["detector"] = {
-        "mode": settings.mode,
+        "format": DETECTOR_VERSION,
+        "mode": mode,
+        "mode_reason": reason,
+        "settings": settings.to_record(),
+        "requested_settings": requested.to_record(),
+        "features": list(names),
         "n_good_images": len(good_images),
         "n_calibration_images": len(calibration_images),
+        "bank_sizes": [int(model.bank.shape[0]) for model in scales],
         "threshold": detector.threshold,
+        "pixel_threshold": detector.pixel_threshold,
         "threshold_method": detector.threshold_method,
     }
     return dictionary, detector

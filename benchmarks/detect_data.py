@@ -1,0 +1,210 @@
+"""Data sets of benchmarks/bench_detect.py: the ELPV and KolektorSDD splits of
+``../shared/data`` and a synthetic texture-defect set built here.
+
+Every loader returns a :class:`DetectionSet`: good training images, good
+calibration images, and labelled test images (with defect masks where the set
+has them). Dev/hold-out halves: even / odd rows of the test list for ELPV and
+KolektorSDD; seed 0 / seed 1 for the synthetic set.
+
+The synthetic set: for each of three ``skimage.data`` textures (brick, gravel,
+grass) crops of random sizes (96-192 px a side) at random places, training and
+calibration crops from the top 60% of the texture, test crops from the bottom
+40%, so no test pixel was seen while learning. Defects are drawn on test crops,
+each with its mask:
+
+- ``scratch``: a straight anti-aliased line 1-2 px wide across 40-80% of the
+  crop, at a random angle, pulled 55% of the way to black or to white;
+- ``crack``: a jagged dark random walk (1-2 px wide) across about half the crop;
+- ``spots``: 3-6 dark or bright discs of radius 2-4 px;
+- ``stain``: a soft blob (radius 14-28 px) darkening the texture to 65-75%;
+- ``missing_texture``: a disc or square (radius 12-24 px) where the texture is
+  replaced by its own blurred (flat) version: same level, no texture.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+from skimage import data as skdata
+from skimage.draw import disk, line_aa
+
+from spmcli.io.images import read_image
+
+DEFECT_KINDS = ("scratch", "crack", "spots", "stain", "missing_texture")
+TEXTURES = ("brick", "gravel", "grass")
+
+
+@dataclass
+class DetectionSet:
+    name: str
+    train: list[np.ndarray]
+    calib: list[np.ndarray]
+    test: list[np.ndarray]
+    labels: np.ndarray
+    defect_types: list[str] = field(default_factory=list)
+    masks: list[np.ndarray | None] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _half(rows: list, subset: str) -> list:
+    if subset == "all":
+        return rows
+    return rows[0::2] if subset == "dev" else rows[1::2]
+
+
+def load_elpv(data: Path, cell_type: str, subset: str) -> DetectionSet:
+    import elpv_dataset
+
+    root = Path(elpv_dataset.__file__).parent / "data"
+    parts = {}
+    for part in ("train", "calib", "test"):
+        with open(data / "elpv_split" / cell_type / f"{part}.csv", newline="") as handle:
+            parts[part] = list(csv.DictReader(handle))
+    test_rows = _half(parts["test"], subset)
+
+    def read(rows):
+        return [read_image(root / row["path"]).pixels for row in rows]
+
+    return DetectionSet(
+        name=f"ELPV {cell_type}",
+        train=read(parts["train"]),
+        calib=read(parts["calib"]),
+        test=read(test_rows),
+        labels=np.array([int(row["defective"]) for row in test_rows]),
+        extra={"proba": np.array([float(row["proba"]) for row in test_rows])},
+    )
+
+
+def load_ksdd(data: Path, subset: str) -> DetectionSet:
+    root = data / "ksdd"
+    parts = {}
+    for part in ("train", "calib", "test"):
+        with open(root / f"{part}.csv", newline="") as handle:
+            parts[part] = list(csv.DictReader(handle))
+    test_rows = _half(parts["test"], subset)
+
+    def read(rows):
+        return [read_image(root / row["path"]).pixels for row in rows]
+
+    test = read(test_rows)
+    masks = []
+    for row, image in zip(test_rows, test, strict=True):
+        if row["mask"]:
+            masks.append(read_image(root / row["mask"]).pixels > 0.5)
+        else:
+            masks.append(np.zeros(image.shape[:2], dtype=bool))
+    return DetectionSet(
+        name="KolektorSDD",
+        train=read(parts["train"]),
+        calib=read(parts["calib"]),
+        test=test,
+        labels=np.array([int(row["defective"]) for row in test_rows]),
+        defect_types=["crack" if row["defective"] == "1" else "" for row in test_rows],
+        masks=masks,
+    )
+
+
+def _texture(name: str) -> np.ndarray:
+    return getattr(skdata, name)().astype(np.float64) / 255.0
+
+
+def _crop(texture: np.ndarray, rng: np.random.Generator, top: int, bottom: int, side: int | None = None) -> np.ndarray:
+    height = int(side or rng.integers(96, 193))
+    width = int(side or rng.integers(96, 193))
+    y = int(rng.integers(top, bottom - height + 1))
+    x = int(rng.integers(0, texture.shape[1] - width + 1))
+    return texture[y : y + height, x : x + width].copy()
+
+
+def _blend(image: np.ndarray, weight: np.ndarray, tone: float) -> np.ndarray:
+    return image * (1 - weight) + tone * weight
+
+
+def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` with one defect of ``kind`` drawn, and the defect's mask."""
+    height, width = image.shape
+    weight = np.zeros_like(image)
+    out = image.copy()
+    if kind == "scratch":
+        length = rng.uniform(0.4, 0.8) * min(height, width)
+        angle = rng.uniform(0, np.pi)
+        cy, cx = rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width
+        dy, dx = np.sin(angle) * length / 2, np.cos(angle) * length / 2
+        for offset in range(int(rng.integers(1, 3))):
+            rr, cc, val = line_aa(int(cy - dy) + offset, int(cx - dx), int(cy + dy) + offset, int(cx + dx))
+            keep = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
+            weight[rr[keep], cc[keep]] = np.maximum(weight[rr[keep], cc[keep]], val[keep])
+        out = _blend(image, 0.55 * weight, 0.0 if rng.random() < 0.5 else 1.0)
+    elif kind == "crack":
+        y, x = rng.uniform(0.2, 0.8) * height, rng.uniform(0.05, 0.3) * width
+        heading = rng.uniform(-0.6, 0.6)
+        width_px = int(rng.integers(1, 3))
+        for _ in range(int(0.5 * width)):
+            heading += rng.normal(0, 0.35)
+            heading = float(np.clip(heading, -1.2, 1.2))
+            y, x = y + np.sin(heading), x + np.cos(heading)
+            r, c = round(y), round(x)
+            weight[max(r, 0) : min(r + width_px, height), max(c, 0) : min(c + 1, width)] = 1.0
+        if rng.random() < 0.5:
+            weight = weight.T.copy() if height == width else weight
+        out = _blend(image, 0.7 * weight, 0.0)
+    elif kind == "spots":
+        tone = 0.0 if rng.random() < 0.5 else 1.0
+        for _ in range(int(rng.integers(3, 7))):
+            radius = rng.uniform(2, 4)
+            rr, cc = disk(
+                (rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width), radius, shape=image.shape
+            )
+            weight[rr, cc] = 1.0
+        weight = np.maximum(weight, ndimage.gaussian_filter(weight, 0.7))
+        out = _blend(image, 0.7 * np.clip(weight, 0, 1), tone)
+    elif kind == "stain":
+        radius = rng.uniform(14, 28)
+        centre = (rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width)
+        yy, xx = np.mgrid[0:height, 0:width]
+        stretch = rng.uniform(0.6, 1.0)
+        distance = np.sqrt(((yy - centre[0]) * stretch) ** 2 + (xx - centre[1]) ** 2 / stretch)
+        weight = 1.0 / (1.0 + np.exp((distance - radius) / 3.0))
+        out = image * (1 - weight * (1 - rng.uniform(0.65, 0.75)))
+    elif kind == "missing_texture":
+        radius = rng.uniform(12, 24)
+        centre = (rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width)
+        if rng.random() < 0.5:
+            rr, cc = disk(centre, radius, shape=image.shape)
+            weight[rr, cc] = 1.0
+        else:
+            r0, c0 = int(max(centre[0] - radius, 0)), int(max(centre[1] - radius, 0))
+            weight[r0 : int(centre[0] + radius), c0 : int(centre[1] + radius)] = 1.0
+        flat = ndimage.gaussian_filter(image, 12.0)
+        out = image * (1 - weight) + flat * weight
+    else:
+        raise ValueError(kind)
+    return np.clip(out, 0, 1), weight > 0.25
+
+
+def synthetic_set(texture_name: str, seed: int, n_train: int = 40, n_calib: int = 25, n_per_kind: int = 12,
+                  n_good_test: int = 30) -> DetectionSet:  # fmt: skip
+    rng = np.random.default_rng([seed, TEXTURES.index(texture_name)])
+    texture = _texture(texture_name)
+    split = int(0.6 * texture.shape[0])
+    train = [_crop(texture, rng, 0, split) for _ in range(n_train)]
+    calib = [_crop(texture, rng, 0, split) for _ in range(n_calib)]
+    test, labels, kinds, masks = [], [], [], []
+    for _ in range(n_good_test):
+        image = _crop(texture, rng, split, texture.shape[0])
+        test.append(image)
+        labels.append(0)
+        kinds.append("")
+        masks.append(np.zeros(image.shape, dtype=bool))
+    for kind in DEFECT_KINDS:
+        for _ in range(n_per_kind):
+            image, mask = draw_defect(_crop(texture, rng, split, texture.shape[0]), kind, rng)
+            test.append(image)
+            labels.append(1)
+            kinds.append(kind)
+            masks.append(mask)
+    return DetectionSet(f"synthetic {texture_name}", train, calib, test, np.array(labels), kinds, masks)

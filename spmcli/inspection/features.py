@@ -1,0 +1,285 @@
+"""Patch features of the defect detector: the working pyramid of an image and,
+at every scale, a descriptor of each patch of a strided grid.
+
+Every image is first brought to grey and divided by its own typical level (the
+median of the first working image, its *gain*), so a brighter or darker
+exposure of a good part gives the same descriptors: lighting changes between
+images are not defects. The features, by group (see
+:data:`spmcli.inspection.settings.FEATURE_GROUPS`):
+
+structure
+    ``log`` of the RMS residual of the mean-removed patch after sparse coding
+    (OMP, ``sparsity`` atoms) over the dictionary learned from good images:
+    what the good texture's atoms cannot express (cracks, scratches, spots).
+code
+    ``log`` of the l1 norm of the patch's sparse code: how much of the learned
+    texture the patch holds. Residual and code together describe a patch in
+    terms of the sparse model, as in Carrera, Boracchi et al. [1]_, [2]_.
+contrast
+    ``log`` of the standard deviation of the patch: low where texture is
+    missing, high where there is more structure than usual.
+intensity
+    The patch mean relative to the image's level, minus 1 (``-0.3``: 30%
+    darker than the image's typical level): stains, dark or bright areas.
+orientation
+    The coherence vector of the structure tensor averaged over the patch [3]_,
+    ``((Jxx - Jyy), 2 Jxy) / (Jxx + Jyy)``: its length says how strongly the
+    patch is oriented (1 for a single straight edge or line), its angle
+    which way. A scratch across a texture of other directions stands out.
+lines
+    ``log`` of the patch means of the dark and the bright morphological
+    top-hat (closing minus image, image minus opening) with a 13 x 13 square
+    [4]_: thin dark or bright lines and spots narrower than the square.
+
+All values are of the *grey, blurred, gain-normalised* working image; the
+density model standardises them (see :mod:`spmcli.inspection.density`).
+
+References
+----------
+.. [1] D. Carrera, F. Manganini, G. Boracchi and E. Lanzarone, "Defect
+       detection in SEM images of nanofibrous materials", IEEE Trans.
+       Industrial Informatics 13(2), 2017 (residual and l1 norm of the sparse
+       code, jointly, as the patch's indicator vector).
+.. [2] D. Carrera, G. Boracchi, A. Foi and B. Wohlberg, "Detecting anomalous
+       structures by convolutional sparse models", IJCNN 2015.
+.. [3] J. Bigun and G. H. Granlund, "Optimal orientation detection of linear
+       symmetry", ICCV 1987 (the structure tensor and its coherence).
+.. [4] P. Soille, "Morphological Image Analysis", 2nd ed., Springer 2003,
+       section 4.4 (top-hat transforms for thin dark and bright structures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.transform import downscale_local_mean, resize
+
+from ..io.images import to_grey
+from ..sparse.omp import batch_omp
+from ..sparse.patches import PatchGrid
+from .settings import DetectorSettings
+
+__all__ = [
+    "FEATURE_NAMES",
+    "ScaleFeatures",
+    "feature_names",
+    "grey_image",
+    "minimum_side",
+    "scale_features",
+    "working_pyramid",
+]
+
+FEATURE_NAMES = {
+    "structure": ("structure",),
+    "code": ("code",),
+    "contrast": ("contrast",),
+    "intensity": ("intensity",),
+    "orientation": ("orientation_x", "orientation_y"),
+    "lines": ("dark_lines", "bright_lines"),
+    "spots": ("dark_spots", "bright_spots"),
+}
+# Features taken as a logarithm: their floor keeps them finite on flat
+# patches and sits near the noise of an 8-bit image once gain-normalised, so
+# differences between two practically flat patches do not count.
+LOG_FEATURES = ("structure", "code", "contrast", "dark_lines", "bright_lines", "dark_spots", "bright_spots")
+_LOG_FLOOR = 2e-3
+# Square closing/opening size (working pixels) of the spot features.
+_LINE_SIZE = 13
+# Gaussian scale (working pixels) of the Hessian of the line features.
+_RIDGE_SIGMA = 1.0
+# An image's level never counts as darker than this (a black image stays finite).
+_GAIN_FLOOR = 0.02
+# Gradient energy (gain-normalised units, squared) below which a patch has no
+# meaningful orientation: keeps the coherence of flat patches near zero.
+_ORIENTATION_FLOOR = 1e-4
+
+
+def feature_names(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Names of the individual features of the given groups, in descriptor order."""
+    return tuple(name for group in groups for name in FEATURE_NAMES[group])
+
+
+def minimum_side(settings: DetectorSettings, patch_size: int) -> int:
+    """Smallest image side (pixels) the detector can score (``settings.downscale`` resolved)."""
+    return patch_size * (settings.downscale or 1) * 2 ** (settings.n_scales - 1)
+
+
+def grey_image(pixels: np.ndarray, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Grey values of an image, resized to ``image_shape`` when given and different."""
+    grey = to_grey(pixels)
+    if image_shape is not None and grey.shape != tuple(image_shape):
+        grey = resize(grey, image_shape, order=1, anti_aliasing=True, mode="edge")
+    return grey
+
+
+def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return image
+    # Crop to a multiple of the factor: downscale_local_mean pads with zeros,
+    # which would paint a dark border the detector then flags.
+    height, width = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    return downscale_local_mean(image[:height, :width], (factor, factor))
+
+
+def working_pyramid(grey: np.ndarray, settings: DetectorSettings, patch_size: int) -> list[np.ndarray]:
+    """Downscaled, blurred, gain-normalised working images, finest first.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W)
+        The grey image, 0..1.
+
+    Raises
+    ------
+    ValueError
+        When the image is too small for the coarsest scale's patches.
+    """
+    needed = minimum_side(settings, patch_size)
+    if min(grey.shape) < needed:
+        raise ValueError(
+            f"image is {grey.shape[1]} x {grey.shape[0]} pixels; the detector needs at least {needed} a side"
+        )
+    levels = []
+    current = _reduce(np.asarray(grey, dtype=np.float64), settings.downscale or 1)
+    for scale in range(settings.n_scales):
+        if scale:
+            current = _reduce(current, 2)
+        levels.append(ndimage.gaussian_filter(current, settings.blur_sigma) if settings.blur_sigma > 0 else current)
+    gain = max(float(np.median(levels[0])), _GAIN_FLOOR)
+    return [level / gain for level in levels]
+
+
+@dataclass
+class ScaleFeatures:
+    """The descriptors of one working image.
+
+    Attributes
+    ----------
+    grid : PatchGrid
+        Patch positions (top-left corners) on the working image.
+    values : ndarray, shape (n_features, n_rows, n_cols)
+        Raw features in :func:`feature_names` order (logarithms where noted).
+    residual_rms : ndarray, shape (n_rows, n_cols)
+        RMS coding residual of each patch (gain-normalised units).
+    reconstruction : ndarray or None
+        The coded patches with their means, ``(n_patches, patch_size**2)``,
+        when asked for (PSNR/SSIM of the report).
+    """
+
+    grid: PatchGrid
+    values: np.ndarray
+    residual_rms: np.ndarray
+    reconstruction: np.ndarray | None = None
+
+
+def _box_means(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Mean of ``image`` over each grid patch, ``(n_rows, n_cols)``."""
+    # A box filter of even size p centred at i covers i - p/2 .. i + p/2 - 1,
+    # so the patch with top-left corner r is read at r + p // 2.
+    box = ndimage.uniform_filter(image, grid.patch_size, mode="nearest")
+    half = grid.patch_size // 2
+    return box[np.ix_(grid.rows + half, grid.cols + half)]
+
+
+def _orientation(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Coherence vector of the patch-averaged structure tensor, ``(2, rows, cols)``."""
+    gy, gx = np.gradient(level)
+    jxx = _box_means(gx * gx, grid)
+    jyy = _box_means(gy * gy, grid)
+    jxy = _box_means(gx * gy, grid)
+    energy = jxx + jyy + _ORIENTATION_FLOOR
+    return np.stack([(jxx - jyy) / energy, 2 * jxy / energy])
+
+
+def _box_maxima(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Maximum of ``image`` over each grid patch, ``(n_rows, n_cols)``."""
+    # maximum_filter of even size p centred at i covers i - p/2 .. i + p/2 - 1, as above.
+    box = ndimage.maximum_filter(image, grid.patch_size, mode="nearest")
+    half = grid.patch_size // 2
+    return box[np.ix_(grid.rows + half, grid.cols + half)]
+
+
+def _spots(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Patch maxima of the dark and the bright top-hat, ``(2, rows, cols)``."""
+    size = (_LINE_SIZE, _LINE_SIZE)
+    dark = ndimage.grey_closing(level, size=size, mode="nearest") - level
+    bright = level - ndimage.grey_opening(level, size=size, mode="nearest")
+    return np.stack([_box_maxima(dark, grid), _box_maxima(bright, grid)])
+
+
+def _lines(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Patch maxima of dark and bright ridge strength, ``(2, rows, cols)``.
+
+    From the Hessian's eigenvalues ``l1 >= l2`` at scale 1 (working pixels):
+    a dark line has one large positive curvature across it and none along
+    it, a dark spot two; ``max(l1, 0) - max(l2, 0)`` keeps lines and leaves
+    spots (and flat areas) near zero. Bright lines likewise with ``-l2``.
+    """
+    hxx = ndimage.gaussian_filter(level, _RIDGE_SIGMA, order=(0, 2))
+    hyy = ndimage.gaussian_filter(level, _RIDGE_SIGMA, order=(2, 0))
+    hxy = ndimage.gaussian_filter(level, _RIDGE_SIGMA, order=(1, 1))
+    half_trace = (hxx + hyy) / 2
+    radius = np.sqrt(((hxx - hyy) / 2) ** 2 + hxy**2)
+    large, small = half_trace + radius, half_trace - radius
+    dark = np.maximum(large, 0) - np.maximum(small, 0)
+    bright = np.maximum(-small, 0) - np.maximum(-large, 0)
+    return np.stack([_box_maxima(dark, grid), _box_maxima(bright, grid)])
+
+
+def scale_features(
+    level: np.ndarray,
+    atoms: np.ndarray,
+    patch_size: int,
+    settings: DetectorSettings,
+    *,
+    keep_reconstruction: bool = False,
+) -> ScaleFeatures:
+    """Descriptors of every grid patch of one working image.
+
+    Parameters
+    ----------
+    level : ndarray, shape (h, w)
+        A working image from :func:`working_pyramid`.
+    atoms : ndarray, shape (n_atoms, patch_size**2)
+        The dictionary (unit-norm rows, learned on mean-removed patches).
+    patch_size : int
+    settings : DetectorSettings
+        ``stride``, ``sparsity`` and ``features`` are used.
+    keep_reconstruction : bool
+        Also return the coded patches (for PSNR/SSIM).
+
+    Returns
+    -------
+    ScaleFeatures
+    """
+    grid = PatchGrid(level.shape, patch_size, settings.stride)
+    shape = (grid.rows.size, grid.cols.size)
+    patches = grid.extract(level)
+    means = patches.mean(axis=1)
+    centred = patches - means[:, None]
+    codes = batch_omp(centred, atoms, sparsity=settings.sparsity, dtype=np.float32)
+    residual_rms = np.sqrt(np.maximum(codes.residual_sq.astype(np.float64), 0.0) / patches.shape[1])
+    values: list[np.ndarray] = []
+    for group in settings.features:
+        if group == "structure":
+            values.append(np.log(residual_rms + _LOG_FLOOR).reshape(shape))
+        elif group == "code":
+            l1 = np.abs(codes.coefficients.astype(np.float64)).sum(axis=1)
+            # Per pixel, like the residual, so both live on one scale.
+            values.append(np.log(l1 / patch_size + _LOG_FLOOR).reshape(shape))
+        elif group == "contrast":
+            values.append(np.log(centred.std(axis=1) + _LOG_FLOOR).reshape(shape))
+        elif group == "intensity":
+            values.append((means - 1.0).reshape(shape))
+        elif group == "orientation":
+            values.extend(_orientation(level, grid))
+        elif group == "lines":
+            values.extend(np.log(_lines(level, grid) + _LOG_FLOOR))
+        elif group == "spots":
+            values.extend(np.log(_spots(level, grid) + _LOG_FLOOR))
+    reconstruction = None
+    if keep_reconstruction:
+        reconstruction = np.asarray(codes.reconstruct(atoms), dtype=np.float64) + means[:, None]
+    return ScaleFeatures(grid, np.stack(values), residual_rms.reshape(shape), reconstruction)

@@ -1,0 +1,157 @@
+"""The detector's settings: how images become patch descriptors and scores.
+
+Kept apart from the detector so that features, density model and persistence
+can share them without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FEATURE_GROUPS", "MODES", "POLARITIES", "WORKING_SIDE", "DetectorSettings"]
+
+MODES = ("auto", "pooled", "aligned")
+# Automatic downscale: the working image's smaller side stays at least this long.
+WORKING_SIDE = 150
+POLARITIES = ("both", "dark", "bright")
+# Feature groups a descriptor can hold; each adds the features named in
+# spmcli.inspection.features.FEATURE_NAMES for that group.
+FEATURE_GROUPS = ("structure", "code", "contrast", "intensity", "orientation", "lines", "spots")
+
+
+@dataclass
+class DetectorSettings:
+    """How images are turned into patch descriptors, scores and decisions.
+
+    Attributes
+    ----------
+    mode : {"auto", "pooled", "aligned"}
+        ``"pooled"``: one model of good patches for every position (textures,
+        unaligned parts, images of any size). ``"aligned"``: each feature is
+        first compared with the good images at the same position (parts framed
+        alike: cells, labels); other sizes are resized to the training size.
+        ``"auto"`` (default): aligned when the good images all have one size
+        and the position explains at least ``aligned_min_share`` of their
+        features' variance on held-out images (leave-one-out), else pooled.
+    downscale : int or None
+        Integer factor by which images are first reduced (area average).
+        ``None`` (default): chosen when learning, the largest power of two
+        that keeps the good images' median smaller side at least
+        :data:`WORKING_SIDE` (150) pixels (1 for crops under 300 pixels, 2 for
+        300-599, 4 for 600-1199...), so that patches see about the same share
+        of any image.
+    blur_sigma : float
+        Gaussian blur of each working image, in working pixels: suppresses
+        sensor noise and grain the decision should not depend on.
+    n_scales : int
+        Working scales (each half the previous).
+    stride : int
+        Step of the patch grid, in working pixels.
+    sparsity : int
+        Atoms per patch when coding.
+    features : tuple of str
+        Feature groups in each patch descriptor (see :data:`FEATURE_GROUPS`).
+    polarity : {"both", "dark", "bright"}
+        Which brightness changes count as anomalous: a patch brighter than the
+        good ones is not anomalous with ``"dark"`` (and conversely).
+    whiten : bool
+        Decorrelate the descriptors (ZCA whitening with the good patches'
+        covariance) before measuring distances. Off by default: on the dev
+        halves it changed AUROC by -0.2..+0.03 and doubled the search time.
+    density : {"knn", "gaussian"}
+        ``"knn"`` (default): distance to the nearest good descriptors of the
+        memory bank. ``"gaussian"``: distance to the good patches' median in
+        spreads (one Gaussian-like mode; for comparison, see BENCHMARKS.md).
+    bank_rare_share : float
+        Share of the memory bank given to the good descriptors farthest from
+        a random sample (rare but normal patches), see
+        :func:`spmcli.inspection.density.thin_bank`.
+    n_neighbours : int
+        The density model's anomaly is the mean distance to this many nearest
+        good descriptors.
+    bank_size : int
+        At most this many good descriptors per scale are kept (seeded thinning).
+    aligned_min_share : float
+        Share of held-out feature variance the position must explain for
+        ``mode="auto"`` to choose aligned.
+    threshold_quantile : float
+        The image threshold is this quantile of the calibration images' scores:
+        0.95 means about 5% of good images are flagged, by design.
+    """
+
+    mode: str = "auto"
+    downscale: int | None = None
+    blur_sigma: float = 1.0
+    n_scales: int = 2
+    stride: int = 4
+    sparsity: int = 2
+    features: tuple[str, ...] = FEATURE_GROUPS
+    polarity: str = "both"
+    whiten: bool = False
+    density: str = "knn"
+    n_neighbours: int = 1
+    bank_size: int = 20000
+    bank_rare_share: float = 0.5
+    aligned_min_share: float = 0.25
+    threshold_quantile: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {self.polarity!r}")
+        if self.downscale is not None and (
+            isinstance(self.downscale, bool) or not isinstance(self.downscale, int) or self.downscale < 1
+        ):
+            raise ValueError(f"downscale must be a positive integer or None, got {self.downscale!r}")
+        positive = ("n_scales", "stride", "sparsity", "n_neighbours", "bank_size")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.features = tuple(self.features)
+        unknown = [name for name in self.features if name not in FEATURE_GROUPS]
+        if unknown or not self.features or len(set(self.features)) != len(self.features):
+            raise ValueError(
+                f"features must be distinct names among {', '.join(FEATURE_GROUPS)}, got {', '.join(self.features)}"
+            )
+        # Canonical order, so equal settings give equal descriptors and files.
+        self.features = tuple(name for name in FEATURE_GROUPS if name in self.features)
+        if not 0 < self.threshold_quantile <= 1:
+            raise ValueError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
+        if not 0 <= self.aligned_min_share <= 1:
+            raise ValueError(f"aligned_min_share must be in [0, 1], got {self.aligned_min_share}")
+        if self.density not in ("knn", "gaussian"):
+            raise ValueError(f"density must be knn or gaussian, got {self.density!r}")
+        if not 0 <= self.bank_rare_share <= 1:
+            raise ValueError(f"bank_rare_share must be in [0, 1], got {self.bank_rare_share}")
+        if not self.blur_sigma >= 0:
+            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+
+    def resolved(self, image_sides: list[int]) -> DetectorSettings:
+        """These settings with an automatic ``downscale`` chosen for images
+        whose smaller sides are ``image_sides`` (see the attribute)."""
+        if self.downscale is not None:
+            return self
+        side = float(np.median(image_sides)) if image_sides else 0.0
+        factor = 1
+        while side / (2 * factor) >= WORKING_SIDE:
+            factor *= 2
+        return replace(self, downscale=factor)
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready copy (for the model's metadata and reports)."""
+        record = asdict(self)
+        record["features"] = list(self.features)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> DetectorSettings:
+        """Inverse of :meth:`to_record` (validated)."""
+        known = {key: record[key] for key in cls.__dataclass_fields__ if key in record}
+        if "features" in known:
+            known["features"] = tuple(known["features"])
+        return cls(**known)

@@ -1,0 +1,245 @@
+"""The defect detector's library API on synthetic images with known answers:
+learning from mixed sizes and colours, each kind of defect found where it was
+drawn and explained, the mode chosen and recorded, calibration rules,
+persistence and the map_function contract."""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError, fit_detector
+from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
+from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
+from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
+
+
+def woven(rng: np.random.Generator, size: int = 480) -> np.ndarray:
+    """A woven-looking texture: two gratings, a slow shading and grain, in 0.2..0.8."""
+    y, x = np.mgrid[0:size, 0:size].astype(float)
+    pattern = (
+        0.5 + 0.12 * np.sin(2 * np.pi * x / 9) * np.sin(2 * np.pi * y / 13) + 0.08 * np.sin(2 * np.pi * (x + y) / 21)
+    )
+    return np.clip(pattern + 0.02 * rng.standard_normal((size, size)), 0, 1)
+
+
+def crops(texture: np.ndarray, rng: np.random.Generator, count: int, sides=(72, 72)) -> list[np.ndarray]:
+    out = []
+    for _ in range(count):
+        height, width = (int(rng.integers(sides[0], sides[1] + 1)) for _ in range(2))
+        top = int(rng.integers(0, texture.shape[0] - height))
+        left = int(rng.integers(0, texture.shape[1] - width))
+        out.append(texture[top : top + height, left : left + width].copy())
+    return out
+
+
+def draw(image: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """One defect of ``kind`` on a 72 x 72 crop, and its mask."""
+    out = image.copy()
+    mask = np.zeros(image.shape, dtype=bool)
+    y, x = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    if kind == "scratch":  # thin bright diagonal
+        mask = (np.abs((y - 10) - (x - 14)) <= 0) & (y > 10) & (y < 60)
+        out[mask] = 0.95
+    elif kind == "crack":  # jagged thin dark line
+        path = 36 + np.round(3 * np.sin(np.arange(72) / 4)).astype(int)
+        for column in range(10, 62):
+            mask[path[column] : path[column] + 2, column] = True
+        out[mask] = 0.05
+    elif kind == "spots":
+        for cy, cx in ((20, 20), (50, 30), (30, 52)):
+            mask |= (y - cy) ** 2 + (x - cx) ** 2 <= 6
+        out[mask] = 0.05
+    elif kind == "stain":
+        mask = (y - 40) ** 2 + (x - 30) ** 2 <= 12**2
+        out[mask] *= 0.55
+    elif kind == "missing_texture":
+        mask = (np.abs(y - 36) <= 10) & (np.abs(x - 36) <= 10)
+        out[mask] = image.mean()
+    return np.clip(out, 0, 1), mask
+
+
+@pytest.fixture(scope="module")
+def textures():
+    rng = np.random.default_rng(7)
+    texture = woven(rng)
+    return {
+        "good": crops(texture, rng, 14, sides=(64, 96)),  # different sizes
+        "calibration": crops(texture, rng, 20),
+        "test_good": crops(texture, rng, 8),
+        "to_damage": crops(texture, rng, 5),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(textures):
+    return fit_detector(textures["good"], textures["calibration"], seed=0)
+
+
+def test_learns_from_different_sizes_and_records_the_mode(fitted, textures):
+    dictionary, detector = fitted
+    record = dictionary.metadata["detector"]
+    assert detector.mode == record["mode"] == "pooled"
+    assert "differ in size" in record["mode_reason"] == detector.mode_reason or "differ in size" in detector.mode_reason
+    assert record["settings"]["mode"] == "auto" and record["settings"]["downscale"] == 1
+    assert record["n_good_images"] == 14 and record["n_calibration_images"] == 20
+    assert record["threshold"] == detector.threshold == detector.pixel_threshold
+    good_scores = [detector.score(image).score for image in textures["test_good"]]
+    assert all(np.isfinite(good_scores))
+
+
+@pytest.mark.parametrize("kind", ["scratch", "crack", "spots", "stain", "missing_texture"])
+def test_each_defect_kind_is_found_where_it_was_drawn(fitted, textures, kind):
+    _, detector = fitted
+    good_scores = [detector.score(image).score for image in textures["test_good"]]
+    damaged, mask = draw(
+        textures["to_damage"][["scratch", "crack", "spots", "stain", "missing_texture"].index(kind)], kind
+    )
+    result = detector.score(damaged, with_map=True)
+    assert result.is_anomaly and result.score > max(good_scores)
+    assert result.regions, "an anomalous image has at least one region"
+    x0, y0, x1, y1 = result.regions[0].bbox
+    assert mask[y0:y1, x0:x1].any(), f"strongest region {result.regions[0]} misses the {kind}"
+
+
+def test_regions_follow_their_documented_fields(fitted, textures):
+    _, detector = fitted
+    damaged, _ = draw(textures["to_damage"][3], "stain")
+    result = detector.score(damaged, with_map=True)
+    assert result.anomaly_map.dtype == np.float32 and result.anomaly_map.shape == damaged.shape
+    mask = defect_mask(result.anomaly_map, result.pixel_threshold)
+    assert mask.dtype == bool and mask.sum() == sum(region.area for region in result.regions)
+    for region in result.regions:
+        assert isinstance(region, Region)
+        x0, y0, x1, y1 = region.bbox
+        assert 0 <= x0 < x1 <= damaged.shape[1] and 0 <= y0 < y1 <= damaged.shape[0]
+        inside = result.anomaly_map[y0:y1, x0:x1]
+        assert 0 < region.area <= (x1 - x0) * (y1 - y0)
+        assert region.peak == pytest.approx(float(inside.max()))
+        assert result.pixel_threshold < region.mean <= region.peak
+        assert region.feature in REGION_FEATURES
+        assert isinstance(region.explanation, str) and region.explanation
+        record = region.to_record()
+        assert set(record) == {"bbox", "area", "peak", "mean", "feature", "explanation"}
+        assert record["bbox"] == [x0, y0, x1, y1]
+    # A stain is darker than the good patches, and says so.
+    assert result.regions[0].feature == "darker"
+    assert result.regions[0].explanation.startswith("darker than the good patches")
+
+
+def test_missing_texture_is_named(fitted, textures):
+    _, detector = fitted
+    damaged, _ = draw(textures["to_damage"][4], "missing_texture")
+    result = detector.score(damaged)
+    assert result.regions[0].feature == "texture_missing"
+    assert result.regions[0].explanation.startswith("texture missing")
+
+
+def test_lighting_changes_are_not_defects(fitted, textures):
+    _, detector = fitted
+    for image in textures["test_good"][:4]:
+        for gain in (0.7, 1.3):
+            assert not detector.score(np.clip(image * gain, 0, 1)).is_anomaly
+
+
+def test_grey_and_colour_mixed(textures):
+    good = [
+        np.repeat(image[:, :, None], 3, axis=2) if index % 2 else image for index, image in enumerate(textures["good"])
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, detector = fit_detector(good, textures["calibration"], seed=0)
+    image = textures["test_good"][0]
+    colour = np.repeat(image[:, :, None], 3, axis=2)
+    assert detector.score(colour).score == pytest.approx(detector.score(image).score, rel=1e-9)
+
+
+def test_auto_mode_chooses_aligned_for_a_fixed_layout():
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:96, 0:96].astype(float)
+    layout = 0.55 + 0.1 * np.exp(-((x - 48) ** 2 + (y - 48) ** 2) / 2000)
+    layout[44:48, :] = 0.25  # a dark busbar at a fixed place
+
+    def cell() -> np.ndarray:
+        return np.clip(layout + 0.015 * rng.standard_normal(layout.shape), 0, 1)
+
+    dictionary, detector = fit_detector([cell() for _ in range(12)], [cell() for _ in range(20)], seed=0)
+    assert detector.mode == "aligned" and dictionary.metadata["detector"]["mode"] == "aligned"
+    assert "position explains" in detector.mode_reason
+    cracked = cell()
+    for i in range(12, 40):
+        cracked[i + 50, i + 10] -= 0.15
+    result = detector.score(cracked)
+    assert result.is_anomaly
+    x0, y0, x1, y1 = result.regions[0].bbox
+    assert y0 <= 80 and y1 >= 65 and x0 <= 45 and x1 >= 25
+    # The busbar is layout, not a defect: a good cell is not flagged.
+    assert not detector.score(cell()).is_anomaly
+    # Forcing pooled mode is recorded too.
+    _, pooled = fit_detector(
+        [cell() for _ in range(12)], [cell() for _ in range(20)], settings=DetectorSettings(mode="pooled")
+    )
+    assert pooled.mode == "pooled" and pooled.mode_reason == "pooled mode requested"
+
+
+def test_calibration_count_rules(textures):
+    good = textures["good"][:6]
+    with pytest.raises(ValueError, match="at least 3"):
+        fit_detector(good, textures["calibration"][:2])
+    with pytest.warns(UserWarning, match="threshold is rough"):
+        _, detector = fit_detector(good, textures["calibration"][:5])
+    assert "normal fit to 5" in detector.threshold_method
+
+
+def test_round_trip_through_the_dictionary_file(tmp_path, fitted, textures):
+    dictionary, detector = fitted
+    save_dictionary(dictionary, tmp_path / "model.npz")
+    loaded = Detector.from_dictionary(load_dictionary(tmp_path / "model.npz"))
+    damaged, _ = draw(textures["to_damage"][1], "crack")
+    original, again = detector.score(damaged, with_map=True), loaded.score(damaged, with_map=True)
+    assert again.score == original.score and np.array_equal(again.anomaly_map, original.anomaly_map)
+    assert again.regions == original.regions
+    assert (loaded.threshold, loaded.mode, loaded.settings) == (detector.threshold, detector.mode, detector.settings)
+
+
+def test_old_or_missing_detector_is_refused(fitted):
+    dictionary, _ = fitted
+    with pytest.raises(NoDetectorError, match="re-run learn-dict"):
+        Detector.from_dictionary(Dictionary(dct_dictionary(8, 16), patch_size=8))
+    old = Dictionary(dictionary.atoms, patch_size=8, extras={**dictionary.extras, "detector_version": np.array(2)})
+    with pytest.raises(NoDetectorError, match="re-run learn-dict"):
+        Detector.from_dictionary(old)
+    broken = dict(dictionary.extras)
+    broken["detector_bank_0"] = broken["detector_bank_0"][:, :2]
+    with pytest.raises(NoDetectorError, match="re-run learn-dict"):
+        Detector.from_dictionary(Dictionary(dictionary.atoms, patch_size=8, extras=broken))
+
+
+def test_same_model_from_a_process_pool(textures):
+    good, calibration = textures["good"][:8], textures["calibration"]
+    serial, _ = fit_detector(good, calibration, seed=4)
+    with ProcessPoolExecutor(2) as pool:
+        pooled, _ = fit_detector(good, calibration, seed=4, map_function=pool.map)
+    assert serial.extras.keys() == pooled.extras.keys()
+    for name, value in serial.extras.items():
+        assert np.array_equal(value, pooled.extras[name]), name
+    assert np.array_equal(serial.atoms, pooled.atoms)
+
+
+def test_overlay_outlines_without_painting_the_defect(fitted, textures):
+    _, detector = fitted
+    damaged, drawn = draw(textures["to_damage"][2], "spots")
+    result = detector.score(damaged, with_map=True)
+    picture = anomaly_overlay(damaged, result.anomaly_map, result.pixel_threshold)
+    height, width = damaged.shape
+    assert picture.shape == (height, 2 * width + 4, 3)
+    left = picture[:, :width]
+    contour = np.all(left == CONTOUR_COLOUR, axis=2)
+    assert contour.any()
+    # The defect's pixels and the whole region stay as they were.
+    region = defect_mask(result.anomaly_map, result.pixel_threshold)
+    assert not (contour & (region | drawn)).any()
+    assert np.allclose(left[region][:, 0], damaged[region])
