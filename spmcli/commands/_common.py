@@ -51,6 +51,28 @@ def max_pixels_option(function: Callable) -> Callable:
     )(function)
 
 
+def report_option(what: str) -> Callable[[Callable], Callable]:
+    """``--report FILE.json``: the run's report (see README, "Reports"); ``what`` says what its records hold."""
+    return click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help=f"Write a JSON report: the settings and one record per input ({what}).",
+    )
+
+
+def reference_option(function: Callable) -> Callable:
+    """``--reference``: the clean image (one input) or a folder of them matched by name."""
+    return click.option(
+        "--reference",
+        type=click.Path(exists=True),
+        default=None,
+        help="Clean reference: a file (one input) or a folder holding images of the same names; PSNR and SSIM "
+        "of each written output go in the summary and the report.",
+    )(function)
+
+
 def seed_option(function: Callable) -> Callable:
     return click.option(
         "--seed", type=int, default=0, show_default=True, help="Seed for every random choice (same seed, same output)."

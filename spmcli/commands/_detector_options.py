@@ -91,20 +91,9 @@ def apply_detector_defaults(ctx: click.Context, values: dict) -> dict:
     """Replace the values of options the user did not give by the detector defaults."""
     updated = dict(values)
     for name, default in DETECTOR_DEFAULTS.items():
-        if ctx.get_parameter_source(name) in (None, click.core.ParameterSource.DEFAULT):
+        if not given(ctx, name):
             updated[name] = default
     return updated
-
-
-def _read_all(paths: list[Path], max_pixels: int, failures: list[tuple[str, str]]) -> list[np.ndarray]:
-    images = []
-    for path in paths:
-        try:
-            images.append(read_image(path, max_pixels=max_pixels).pixels)
-        except SpmcliError as error:
-            failures.append((str(error.path or path), error.message))
-            click.echo(f"Error: {error.path or path}: {error.message}", err=True)
-    return images
 
 
 def _read_all(paths: list[Path], max_pixels: int, failures: list[tuple[str, str]]) -> list[np.ndarray]:

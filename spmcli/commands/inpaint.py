@@ -15,7 +15,9 @@ from ._common import (
     max_pixels_option,
     output_paths,
     prepare_output_file,
+    reference_option,
     refuse_unused,
+    report_option,
     seed_option,
 )
 
@@ -57,11 +59,8 @@ Examples:
 @click.option("--first-guess", type=click.Choice(["auto", "biharmonic", "smooth"]), default="auto", show_default=True,
               help="First estimate: biharmonic, or a linear-time coarse-to-fine smooth fill; auto uses biharmonic "
               "up to 250,000 missing pixels.")  # fmt: skip
-@click.option("--reference", "reference_path", type=click.Path(exists=True), default=None,
-              help="Ground-truth image (one input) or folder of them matched by name: report PSNR on all pixels "
-              "and on the missing ones.")  # fmt: skip
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
-              help="Write a JSON report (missing share, seconds, PSNR with --reference).")  # fmt: skip
+@reference_option
+@report_option("missing share, seconds, the stages run, PSNR with --reference")
 @batch_options()
 @seed_option
 @max_pixels_option
@@ -82,7 +81,7 @@ def command(
     sparsity: int,
     stride: int,
     first_guess: str,
-    reference_path: str | None,
+    reference: str | None,
     report_path: str | None,
     seed: int,
     max_pixels: int,
@@ -107,7 +106,7 @@ def command(
     if dict_path is not None:
         refuse_unused(ctx, ["n_atoms", "learn_iters"], "with --dict (nothing is learned)")
     paths = expand_images(images, ctx)
-    check_reference(reference_path, paths)
+    check_reference(reference, paths)
     targets = output_paths(paths, output, output_dir)
     if report_path is not None:
         prepare_output_file(report_path, "--report", extensions=(".json",), inputs=paths)
@@ -127,7 +126,7 @@ def command(
     settings = task_module.InpaintSettings(
         mask=mask_path, mask_invert=mask_invert, missing_value=missing_value, dictionary=dict_path,
         patch_size=patch_size, n_atoms=n_atoms, passes=passes, learn_iterations=learn_iters, sparsity=sparsity,
-        stride=stride, first_guess=first_guess, reference=reference_path, seed=seed, max_pixels=max_pixels,
+        stride=stride, first_guess=first_guess, reference=reference, seed=seed, max_pixels=max_pixels,
     )  # fmt: skip
     run_batch(
         ctx, command="inpaint", function=task_module.inpaint_image, tasks=image_tasks(paths, targets),

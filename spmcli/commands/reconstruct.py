@@ -16,7 +16,9 @@ from ._common import (
     max_pixels_option,
     output_paths,
     prepare_output_file,
+    reference_option,
     refuse_unused,
+    report_option,
     seed_option,
 )
 
@@ -66,10 +68,8 @@ Examples:
               help="Finish with collaborative Wiener filtering of grouped similar patches (BM3D's second "
               "step, K-SVD estimate as pilot): +0.4 dB on Set12 at sigma 25. Applies whenever a noise sigma "
               "is used.")  # fmt: skip
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
-              help="Write a JSON report (settings, sigma, seconds, PSNR/SSIM against --reference).")  # fmt: skip
-@click.option("--reference", type=click.Path(exists=True), default=None,
-              help="Clean reference: a file (one input) or a folder holding images of the same names.")  # fmt: skip
+@report_option("sigma and how it was found, the settings used, atoms per patch, seconds, PSNR/SSIM with --reference")
+@reference_option
 @batch_options()
 @seed_option
 @max_pixels_option

@@ -15,7 +15,9 @@ from ._common import (
     max_pixels_option,
     output_paths,
     prepare_output_file,
+    reference_option,
     refuse_unused,
+    report_option,
 )
 
 # Peak memory of one worker per input pixel (measured by benchmarks/bench_batch.py), for --jobs auto.
@@ -71,16 +73,8 @@ Examples:
     default=None,
     help="Iteration limit [default: scikit-image's, 200 for Chambolle, 100 for Bregman].",
 )
-@click.option(
-    "--reference",
-    type=click.Path(exists=True),
-    default=None,
-    help="Clean image (one input) or folder of clean images matched by file name (a batch): "
-    "PSNR and SSIM of each result go in the summary and the report.",
-)
-@click.option(
-    "--report", type=click.Path(dir_okay=False), default=None, help="Write per-image details to this JSON file."
-)
+@reference_option
+@report_option("weight and how it was chosen, sigma, solver, iterations, seconds, PSNR/SSIM with --reference")
 @batch_options()
 @max_pixels_option
 @click.pass_context
@@ -96,7 +90,7 @@ def command(
     separate_channels: bool,
     max_iter: int | None,
     reference: str | None,
-    report: str | None,
+    report_path: str | None,
     max_pixels: int,
     jobs: int | str,
     scheduler: str | None,
@@ -122,8 +116,8 @@ def command(
         refuse_unused(ctx, ["separate_channels"], "with --method bregman (it always works channel by channel)")
     check_reference(reference, paths)
     targets = output_paths(paths, output, output_dir)
-    if report is not None:
-        prepare_output_file(report, "--report", extensions=(".json",), inputs=paths)
+    if report_path is not None:
+        prepare_output_file(report_path, "--report", extensions=(".json",), inputs=paths)
     workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
     settings = task_module.TVSettings(
         weight=weight, sigma=sigma, method=method, anisotropic=anisotropic, separate_channels=separate_channels,
@@ -132,5 +126,5 @@ def command(
     run_batch(
         ctx, command="tv-denoise", function=task_module.tv_denoise_image, tasks=image_tasks(paths, targets),
         settings=settings, jobs=workers, scheduler=scheduler, skip_existing=skip_existing, summary=task_module.summary,
-        verb="Denoised", report_path=report,
+        verb="Denoised", report_path=report_path,
     )  # fmt: skip
