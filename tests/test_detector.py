@@ -213,7 +213,7 @@ def test_old_or_missing_detector_is_refused(fitted):
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
         Detector.from_dictionary(old)
     broken = dict(dictionary.extras)
-    broken["detector_bank_0"] = broken["detector_bank_0"][:, :2]
+    broken["detector_bank_0_joint"] = broken["detector_bank_0_joint"][:, :2]
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
         Detector.from_dictionary(Dictionary(dictionary.atoms, patch_size=8, extras=broken))
 

@@ -23,8 +23,6 @@ References
 ----------
 .. [1] K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox and P. Gehler,
        "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022.
-.. [3] A. Kessy, A. Lewin and K. Strimmer, "Optimal whitening and
-       decorrelation", The American Statistician 72(4), 2018.
 .. [4] S. Arya, D. M. Mount, N. S. Netanyahu, R. Silverman and A. Y. Wu, "An
        optimal algorithm for approximate nearest neighbor searching in fixed
        dimensions", J. ACM 45(6), 1998.
@@ -40,13 +38,16 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = [
+    "HELD_OUT_QUANTILE",
+    "Expert",
     "PositionModel",
     "ScaleModel",
+    "fit_expert",
+    "group_folds",
     "leave_one_out_share",
     "position_model",
     "robust_location_spread",
     "thin_bank",
-    "zca_whitening",
 ]
 
 # Approximate nearest-neighbour search [4]_: the neighbour found is at most
@@ -155,29 +156,100 @@ def leave_one_out_share(stack: np.ndarray) -> float:
     return 1.0 - position_error / pooled_error
 
 
-# Standardised values are clipped to this many spreads when estimating the
-# covariance, so a few extreme good patches do not set it.
-_COVARIANCE_CLIP = 6.0
-# Relative ridge on the covariance's eigenvalues: no direction is stretched by
-# more than about 1 / sqrt(ridge).
-_WHITENING_RIDGE = 1e-2
+def group_folds(n_images: int, seed: int, n_folds: int = 3) -> np.ndarray:
+    """Seeded assignment of ``n_images`` good images to ``n_folds`` folds (fewer for fewer images)."""
+    folds = max(1, min(n_folds, n_images))
+    order = np.random.default_rng(seed).permutation(n_images)
+    assignment = np.empty(n_images, dtype=np.int64)
+    assignment[order] = np.arange(n_images) % folds
+    return assignment
 
 
-def zca_whitening(descriptors: np.ndarray) -> np.ndarray:
-    """Symmetric whitening matrix ``C^(-1/2)`` of the descriptors' covariance ``C``.
+@dataclass
+class Expert:
+    """A density model over some features of the descriptor: one "expert".
 
-    Several features can measure nearly the same thing (residual, code and
-    contrast all grow with the amount of texture); unwhitened, a distance
-    would count that one property several times and drown a feature that
-    alone carries the defect. ZCA whitening [3]_ (of all whitenings the one
-    closest to the identity) keeps each coordinate close to its feature, so
-    explanations still name features.
+    Attributes
+    ----------
+    name : str
+        The feature group it watches (``"joint"`` for all features).
+    columns : ndarray of int
+        Indices of its features in the descriptor.
+    bank : ndarray, shape (n_bank, len(columns))
+        Thinned good descriptors restricted to ``columns``.
+    normaliser : float
+        The :data:`HELD_OUT_QUANTILE` quantile of the distances of held-out
+        good patches to the good patches of the other images: an expert's
+        anomaly is its distance divided by this, so 1 is as unusual as the
+        rarest good patches (about one per image) and experts of different
+        dimensions and tails are comparable.
     """
-    clipped = np.clip(descriptors, -_COVARIANCE_CLIP, _COVARIANCE_CLIP)
-    covariance = np.atleast_2d(np.cov(clipped, rowvar=False))
-    values, vectors = np.linalg.eigh(covariance)
-    values = np.maximum(values, 0.0) + _WHITENING_RIDGE * max(float(values.max()), SPREAD_FLOOR)
-    return (vectors / np.sqrt(values)) @ vectors.T
+
+    name: str
+    columns: np.ndarray
+    bank: np.ndarray
+    normaliser: float = 1.0
+    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        # The search tree is rebuilt where it is used: cheaper than shipping it.
+        state = self.__dict__.copy()
+        state["_tree"] = None
+        return state
+
+    def distances(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw mean distance of ``descriptors`` (all features) to the nearest bank rows, and the nearest row."""
+        if self._tree is None:
+            self._tree = cKDTree(self.bank)
+        count = min(n_neighbours, self.bank.shape[0])
+        distances, indices = self._tree.query(descriptors[:, self.columns], k=count, eps=SEARCH_EPS)
+        if count == 1:
+            return distances, indices
+        return distances.mean(axis=1), indices[:, 0]
+
+
+# Each expert's distances are divided by this quantile of held-out good
+# patches' distances (see Expert.normaliser).
+HELD_OUT_QUANTILE = 0.999
+
+
+def fit_expert(
+    name: str,
+    columns: np.ndarray,
+    per_image: list[np.ndarray],
+    folds: np.ndarray,
+    *,
+    bank_size: int,
+    rare_share: float,
+    n_neighbours: int,
+    seed: int,
+    quantile: float = HELD_OUT_QUANTILE,
+) -> Expert:
+    """An expert over ``columns`` of the good images' descriptors ``per_image``.
+
+    The bank thins all images' descriptors (:func:`thin_bank`); the normaliser
+    comes from cross-validation over images: each fold's patches are compared
+    with a bank of the other folds' patches, so it measures how far a *new*
+    good patch typically lies from the bank (a training patch lies at distance
+    0 from itself).
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    restricted = [descriptors[:, columns] for descriptors in per_image]
+    bank = thin_bank(np.concatenate(restricted), bank_size, seed, rare_share)
+    expert = Expert(name, columns, bank)
+    held_out = []
+    for fold in np.unique(folds):
+        inside = [values for values, which in zip(restricted, folds, strict=True) if which != fold]
+        outside = [values for values, which in zip(restricted, folds, strict=True) if which == fold]
+        if not inside:
+            continue
+        fold_expert = Expert(
+            name, np.arange(columns.size), thin_bank(np.concatenate(inside), bank_size, seed, rare_share)
+        )
+        held_out.append(fold_expert.distances(np.concatenate(outside), n_neighbours)[0])
+    if held_out:
+        expert.normaliser = max(float(np.quantile(np.concatenate(held_out), quantile)), SPREAD_FLOOR)
+    return expert
 
 
 @dataclass
@@ -188,26 +260,17 @@ class ScaleModel:
     ----------
     location, spread : ndarray, shape (F,)
         Median and MAD-based spread of each raw feature over good patches.
-    bank : ndarray, shape (n_bank, F)
-        Thinned good descriptors (standardised, or position deviations, then whitened).
+    experts : list of Expert
+        Density models over feature groups (or one over all features); a
+        patch's anomaly is the largest of their normalised distances.
     positions : PositionModel or None
         Aligned mode's per-position statistics of the standardised features.
-    whitening : ndarray, shape (F, F), or None
-        Symmetric (ZCA) whitening of the descriptors, see :func:`zca_whitening`.
     """
 
     location: np.ndarray
     spread: np.ndarray
-    bank: np.ndarray
+    experts: list[Expert]
     positions: PositionModel | None = None
-    whitening: np.ndarray | None = None
-    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
-
-    def __getstate__(self) -> dict:
-        # The search tree is rebuilt where it is used: cheaper than shipping it.
-        state = self.__dict__.copy()
-        state["_tree"] = None
-        return state
 
     def descriptors(self, values: np.ndarray, polarity_clip: np.ndarray) -> np.ndarray:
         """Raw features ``(F, rows, cols)`` -> descriptors ``(rows * cols, F)``.
@@ -220,21 +283,27 @@ class ScaleModel:
             standardised = self.positions.deviations(standardised)
         clip = polarity_clip[:, None, None]
         standardised = np.where(clip * standardised > 0, 0.0, standardised)
-        flat = standardised.reshape(standardised.shape[0], -1).T
-        return flat if self.whitening is None else flat @ self.whitening
+        return standardised.reshape(standardised.shape[0], -1).T
 
-    def standardised(self, descriptors: np.ndarray) -> np.ndarray:
-        """Undo the whitening: descriptors back to standardised features (or deviations)."""
-        if self.whitening is None:
-            return descriptors
-        return np.linalg.solve(self.whitening, np.atleast_2d(descriptors).T).T.reshape(np.shape(descriptors))
-
-    def nearest(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean distance to the ``n_neighbours`` nearest bank rows, and the nearest row's index."""
-        if self._tree is None:
-            self._tree = cKDTree(self.bank)
-        count = min(n_neighbours, self.bank.shape[0])
-        distances, indices = self._tree.query(descriptors, k=count, eps=SEARCH_EPS)
-        if count == 1:
-            return distances, indices
-        return distances.mean(axis=1), indices[:, 0]
+    def anomaly(
+        self, descriptors: np.ndarray, n_neighbours: int, combine: str = "max"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per descriptor: the largest normalised expert distance, which expert
+        gave it, and that expert's nearest bank row."""
+        scores = np.empty((len(self.experts), descriptors.shape[0]))
+        nearest = np.empty((len(self.experts), descriptors.shape[0]), dtype=np.int64)
+        for index, expert in enumerate(self.experts):
+            distance, nearest[index] = expert.distances(descriptors, n_neighbours)
+            scores[index] = distance / expert.normaliser
+        winner = np.argmax(scores, axis=0)
+        columns = np.arange(descriptors.shape[0])
+        if combine == "max":
+            return scores[winner, columns], winner, nearest[winner, columns]
+        if combine == "sum":
+            total = np.maximum(scores - 1.0, 0.0).sum(axis=0)
+        elif combine == "loglik":
+            dims = np.array([e.columns.size for e in self.experts], dtype=float)[:, None]
+            total = (dims * np.maximum(np.log(np.maximum(scores, 1e-12)), 0.0)).sum(axis=0)
+        elif combine == "rms":
+            total = np.sqrt((scores**2).mean(axis=0))
+        return total, winner, nearest[winner, columns]

@@ -51,9 +51,10 @@ References
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 from skimage.transform import downscale_local_mean, resize
 
 from ..io.images import to_grey
@@ -228,6 +229,67 @@ def _lines(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
     return np.stack([_box_maxima(dark, grid), _box_maxima(bright, grid)])
 
 
+# Orientations of the line filters (every 15 degrees).
+_LINE_ORIENTATIONS = 12
+# FFT sizes are rounded up to a multiple of this, so images of slightly
+# different sizes share the cached filter spectra.
+_FFT_BLOCK = 64
+
+
+@lru_cache(maxsize=8)
+def _line_filter_spectra(shape: tuple[int, int], sigma_across: float, sigma_along: float) -> np.ndarray:
+    """Real FFTs of the oriented line filters on a ``shape`` grid, ``(n, h, w // 2 + 1)``.
+
+    Each filter is the second derivative across a line of an anisotropic
+    Gaussian (``sigma_across`` across, ``sigma_along`` along), zero-mean and
+    scaled to unit response for a step of one, centred at the origin.
+    """
+    radius = int(np.ceil(3 * sigma_along))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    y, x = np.meshgrid(offsets, offsets, indexing="ij")
+    spectra = []
+    for angle in np.arange(_LINE_ORIENTATIONS) * np.pi / _LINE_ORIENTATIONS:
+        across = -x * np.sin(angle) + y * np.cos(angle)
+        along = x * np.cos(angle) + y * np.sin(angle)
+        gaussian = np.exp(-(across**2) / (2 * sigma_across**2) - along**2 / (2 * sigma_along**2))
+        kernel = (across**2 / sigma_across**4 - 1 / sigma_across**2) * gaussian
+        kernel -= kernel.mean()
+        kernel /= np.abs(kernel).sum() / 2
+        placed = np.zeros(shape)
+        placed[: kernel.shape[0], : kernel.shape[1]] = kernel
+        placed = np.roll(placed, (-radius, -radius), axis=(0, 1))
+        spectra.append(fft.rfft2(placed.astype(np.float32)))
+    return np.stack(spectra)
+
+
+def line_responses(level: np.ndarray, sigma_along: float, sigma_across: float = 1.0) -> np.ndarray:
+    """Strongest dark and bright line response at every pixel, ``(2, h, w)``.
+
+    A bank of oriented filters, each the second derivative across a line of
+    an elongated Gaussian (Freeman & Adelson's oriented filters [5]_, as the
+    line detectors of Steger [6]_): a thin dark line along the filter gives a
+    large positive response, a bright one a large negative response, over a
+    length of about ``2 * sigma_along``. Texture that is dark or bright only
+    in short pieces (gaps between stones, grain) averages out along the
+    filter; a long thin scratch or crack does not. The maximum over
+    orientations is taken for each polarity.
+    """
+    radius = int(np.ceil(3 * sigma_along))
+    # Reflected borders: zero padding would draw a false line along the edge.
+    padded = np.pad(level.astype(np.float32), radius, mode="reflect")
+    shape = tuple(int(-(-side // _FFT_BLOCK) * _FFT_BLOCK) for side in padded.shape)
+    spectrum = fft.rfft2(padded, s=shape)
+    spectra = _line_filter_spectra(shape, float(sigma_across), float(sigma_along))
+    height, width = level.shape
+    dark = np.full(level.shape, -np.inf, dtype=np.float32)
+    bright = np.full(level.shape, -np.inf, dtype=np.float32)
+    for filter_spectrum in spectra:
+        response = fft.irfft2(spectrum * filter_spectrum, s=shape)[radius : radius + height, radius : radius + width]
+        np.maximum(dark, response, out=dark)
+        np.maximum(bright, -response, out=bright)
+    return np.stack([np.maximum(dark, 0), np.maximum(bright, 0)]).astype(np.float64)
+
+
 def scale_features(
     level: np.ndarray,
     atoms: np.ndarray,
@@ -276,7 +338,12 @@ def scale_features(
         elif group == "orientation":
             values.extend(_orientation(level, grid))
         elif group == "lines":
-            values.extend(np.log(_lines(level, grid) + _LOG_FLOOR))
+            if settings.line_length > 0:
+                responses = line_responses(level, settings.line_length)
+                lines = np.stack([_box_maxima(response, grid) for response in responses])
+            else:
+                lines = _lines(level, grid)
+            values.extend(np.log(lines + _LOG_FLOOR))
         elif group == "spots":
             values.extend(np.log(_spots(level, grid) + _LOG_FLOOR))
     reconstruction = None

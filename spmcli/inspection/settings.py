@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FEATURE_GROUPS", "MODES", "POLARITIES", "WORKING_SIDE", "DetectorSettings"]
+__all__ = ["EXPERTS", "FEATURE_GROUPS", "MODES", "POLARITIES", "WORKING_SIDE", "DetectorSettings", "expert_groups"]
 
 MODES = ("auto", "pooled", "aligned")
 # Automatic downscale: the working image's smaller side stays at least this long.
@@ -20,6 +20,28 @@ POLARITIES = ("both", "dark", "bright")
 # Feature groups a descriptor can hold; each adds the features named in
 # spmcli.inspection.features.FEATURE_NAMES for that group.
 FEATURE_GROUPS = ("structure", "code", "contrast", "intensity", "orientation", "lines", "spots")
+# The density model's experts and the feature groups each watches ("joint": all
+# of the descriptor's groups). The sparse model's residual and code belong
+# together (Carrera, Boracchi et al. use them jointly).
+EXPERTS = {
+    "sparse": ("structure", "code"),
+    "contrast": ("contrast",),
+    "intensity": ("intensity",),
+    "orientation": ("orientation",),
+    "lines": ("lines",),
+    "spots": ("spots",),
+    "joint": FEATURE_GROUPS,
+}
+
+
+def expert_groups(experts: tuple[str, ...], features: tuple[str, ...]) -> list[tuple[str, tuple[str, ...]]]:
+    """The experts that watch at least one of ``features``, each with the groups it watches."""
+    chosen = []
+    for name in experts:
+        groups = tuple(group for group in EXPERTS[name] if group in features)
+        if groups and all(groups != other for _, other in chosen):
+            chosen.append((name, groups))
+    return chosen
 
 
 @dataclass
@@ -57,14 +79,11 @@ class DetectorSettings:
     polarity : {"both", "dark", "bright"}
         Which brightness changes count as anomalous: a patch brighter than the
         good ones is not anomalous with ``"dark"`` (and conversely).
-    whiten : bool
-        Decorrelate the descriptors (ZCA whitening with the good patches'
-        covariance) before measuring distances. Off by default: on the dev
-        halves it changed AUROC by -0.2..+0.03 and doubled the search time.
-    density : {"knn", "gaussian"}
-        ``"knn"`` (default): distance to the nearest good descriptors of the
-        memory bank. ``"gaussian"``: distance to the good patches' median in
-        spreads (one Gaussian-like mode; for comparison, see BENCHMARKS.md).
+    experts : tuple of str
+        The density model's experts (see :data:`EXPERTS`): each is a
+        nearest-neighbour model of the good patches over some feature groups,
+        its distances divided by those of held-out good patches; a patch's
+        anomaly is the largest. ``("joint",)`` is one model over all features.
     bank_rare_share : float
         Share of the memory bank given to the good descriptors farthest from
         a random sample (rare but normal patches), see
@@ -90,8 +109,11 @@ class DetectorSettings:
     sparsity: int = 2
     features: tuple[str, ...] = FEATURE_GROUPS
     polarity: str = "both"
-    whiten: bool = False
-    density: str = "knn"
+    experts: tuple[str, ...] = tuple(EXPERTS)
+    combine: str = "max"
+    line_length: float = 6.0
+    rises_only: tuple[str, ...] = ()
+    held_out_quantile: float = 0.999
     n_neighbours: int = 1
     bank_size: int = 20000
     bank_rare_share: float = 0.5
@@ -124,8 +146,12 @@ class DetectorSettings:
             raise ValueError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
         if not 0 <= self.aligned_min_share <= 1:
             raise ValueError(f"aligned_min_share must be in [0, 1], got {self.aligned_min_share}")
-        if self.density not in ("knn", "gaussian"):
-            raise ValueError(f"density must be knn or gaussian, got {self.density!r}")
+        self.experts = tuple(self.experts)
+        self.rises_only = tuple(self.rises_only)
+        if not self.experts or any(name not in EXPERTS for name in self.experts):
+            raise ValueError(f"experts must be names among {', '.join(EXPERTS)}, got {', '.join(self.experts)}")
+        if not expert_groups(self.experts, self.features):
+            raise ValueError("no expert watches any of the chosen features")
         if not 0 <= self.bank_rare_share <= 1:
             raise ValueError(f"bank_rare_share must be in [0, 1], got {self.bank_rare_share}")
         if not self.blur_sigma >= 0:
@@ -146,12 +172,15 @@ class DetectorSettings:
         """JSON-ready copy (for the model's metadata and reports)."""
         record = asdict(self)
         record["features"] = list(self.features)
+        record["experts"] = list(self.experts)
+        record["rises_only"] = list(self.rises_only)
         return record
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> DetectorSettings:
         """Inverse of :meth:`to_record` (validated)."""
         known = {key: record[key] for key in cls.__dataclass_fields__ if key in record}
-        if "features" in known:
-            known["features"] = tuple(known["features"])
+        for name in ("features", "experts", "rises_only"):
+            if name in known:
+                known[name] = tuple(known[name])
         return cls(**known)
