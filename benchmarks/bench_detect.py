@@ -57,6 +57,7 @@ from detect_data import DEFECT_KINDS, TEXTURES, DetectionSet, load_elpv, load_ks
 
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
+from spmcli.inspection.settings import EXPERTS
 from spmcli.io.images import to_grey
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,8 +77,11 @@ ABLATIONS = {
     "mode aligned": {"mode": "aligned"},
     "random bank (no rare share)": {"bank_rare_share": 0.0},
     "5 neighbours": {"n_neighbours": 5},
-    "whitened descriptors": {"whiten": True},
-    "Gaussian instead of kNN": {"density": "gaussian"},
+    "joint model only (no line expert)": {"experts": ("joint",)},
+    "every feature group an expert (+ joint)": {"experts": tuple(EXPERTS)},
+    "two-sided line expert": {"one_sided_experts": ()},
+    "isotropic ridges instead of line filters": {"line_length": 0.0},
+    "held-out quantile 0.999": {"held_out_quantile": 0.999},
 }
 
 

@@ -177,6 +177,10 @@ class Expert:
         Indices of its features in the descriptor.
     bank : ndarray, shape (n_bank, len(columns))
         Thinned good descriptors restricted to ``columns``.
+    one_sided : bool
+        Only values above the good level count (values below it are taken
+        as the good level): the expert looks for something that is there and
+        should not be, such as a line.
     normaliser : float
         The :data:`HELD_OUT_QUANTILE` quantile of the distances of held-out
         good patches to the good patches of the other images: an expert's
@@ -189,6 +193,7 @@ class Expert:
     columns: np.ndarray
     bank: np.ndarray
     normaliser: float = 1.0
+    one_sided: bool = False
     _tree: cKDTree | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -197,12 +202,17 @@ class Expert:
         state["_tree"] = None
         return state
 
+    def watched(self, descriptors: np.ndarray) -> np.ndarray:
+        """The expert's columns of ``descriptors`` ``(n, F)``, one-sided where it is."""
+        values = descriptors[:, self.columns]
+        return np.maximum(values, 0.0) if self.one_sided else values
+
     def distances(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw mean distance of ``descriptors`` (all features) to the nearest bank rows, and the nearest row."""
         if self._tree is None:
             self._tree = cKDTree(self.bank)
         count = min(n_neighbours, self.bank.shape[0])
-        distances, indices = self._tree.query(descriptors[:, self.columns], k=count, eps=SEARCH_EPS)
+        distances, indices = self._tree.query(self.watched(descriptors), k=count, eps=SEARCH_EPS)
         if count == 1:
             return distances, indices
         return distances.mean(axis=1), indices[:, 0]
@@ -224,6 +234,7 @@ def fit_expert(
     n_neighbours: int,
     seed: int,
     quantile: float = HELD_OUT_QUANTILE,
+    one_sided: bool = False,
 ) -> Expert:
     """An expert over ``columns`` of the good images' descriptors ``per_image``.
 
@@ -234,18 +245,17 @@ def fit_expert(
     0 from itself).
     """
     columns = np.asarray(columns, dtype=np.int64)
-    restricted = [descriptors[:, columns] for descriptors in per_image]
-    bank = thin_bank(np.concatenate(restricted), bank_size, seed, rare_share)
-    expert = Expert(name, columns, bank)
+    expert = Expert(name, columns, np.zeros((1, columns.size)), one_sided=one_sided)
+    restricted = [expert.watched(descriptors) for descriptors in per_image]
+    expert.bank = thin_bank(np.concatenate(restricted), bank_size, seed, rare_share)
     held_out = []
     for fold in np.unique(folds):
         inside = [values for values, which in zip(restricted, folds, strict=True) if which != fold]
         outside = [values for values, which in zip(restricted, folds, strict=True) if which == fold]
         if not inside:
             continue
-        fold_expert = Expert(
-            name, np.arange(columns.size), thin_bank(np.concatenate(inside), bank_size, seed, rare_share)
-        )
+        fold_bank = thin_bank(np.concatenate(inside), bank_size, seed, rare_share)
+        fold_expert = Expert(name, np.arange(columns.size), fold_bank)
         held_out.append(fold_expert.distances(np.concatenate(outside), n_neighbours)[0])
     if held_out:
         expert.normaliser = max(float(np.quantile(np.concatenate(held_out), quantile)), SPREAD_FLOOR)
@@ -285,9 +295,7 @@ class ScaleModel:
         standardised = np.where(clip * standardised > 0, 0.0, standardised)
         return standardised.reshape(standardised.shape[0], -1).T
 
-    def anomaly(
-        self, descriptors: np.ndarray, n_neighbours: int, combine: str = "max"
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def anomaly(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per descriptor: the largest normalised expert distance, which expert
         gave it, and that expert's nearest bank row."""
         scores = np.empty((len(self.experts), descriptors.shape[0]))
@@ -297,13 +305,4 @@ class ScaleModel:
             scores[index] = distance / expert.normaliser
         winner = np.argmax(scores, axis=0)
         columns = np.arange(descriptors.shape[0])
-        if combine == "max":
-            return scores[winner, columns], winner, nearest[winner, columns]
-        if combine == "sum":
-            total = np.maximum(scores - 1.0, 0.0).sum(axis=0)
-        elif combine == "loglik":
-            dims = np.array([e.columns.size for e in self.experts], dtype=float)[:, None]
-            total = (dims * np.maximum(np.log(np.maximum(scores, 1e-12)), 0.0)).sum(axis=0)
-        elif combine == "rms":
-            total = np.sqrt((scores**2).mean(axis=0))
-        return total, winner, nearest[winner, columns]
+        return scores[winner, columns], winner, nearest[winner, columns]

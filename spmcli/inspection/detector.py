@@ -189,10 +189,10 @@ _IGNORED_BY_POLARITY = {
 }
 
 
-def _polarity_clip(names: Sequence[str], polarity: str, rises_only: Sequence[str] = ()) -> np.ndarray:
+def _polarity_clip(names: Sequence[str], polarity: str) -> np.ndarray:
     """Per feature: -1 ignores deviations below the good level, +1 above, 0 none."""
     ignored = _IGNORED_BY_POLARITY[polarity]
-    return np.array([ignored.get(name, -1.0 if name in rises_only else 0.0) for name in names])
+    return np.array([ignored.get(name, 0.0) for name in names])
 
 
 @dataclass
@@ -262,10 +262,8 @@ class Detector:
         model = self.scales[scale]
         if model.positions is not None and features.values.shape != model.positions.mean.shape:
             raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
-        descriptors = model.descriptors(
-            features.values, _polarity_clip(self.feature_names, self.settings.polarity, self.settings.rises_only)
-        )
-        anomaly, expert, nearest = model.anomaly(descriptors, self.settings.n_neighbours, self.settings.combine)
+        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity))
+        anomaly, expert, nearest = model.anomaly(descriptors, self.settings.n_neighbours)
         anomaly = anomaly.reshape(features.values.shape[1:])
         return _ScaleResult(features.grid, features.values, descriptors, anomaly, expert, nearest)
 
@@ -524,7 +522,7 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
                     raise ValueError("memory bank of the wrong shape")
                 if not np.all(np.isfinite(bank)):
                     raise ValueError("non-finite memory bank")
-                models.append(Expert(name, columns, bank, float(normaliser)))
+                models.append(Expert(name, columns, bank, float(normaliser), name in settings.one_sided_experts))
             positions = None
             if mode == "aligned":
                 positions = PositionModel(
@@ -636,7 +634,7 @@ def fit_scale_models(
     """The model of good patches at each scale from the good images' raw
     features ``per_scale[scale][image]`` ``(F, rows, cols)``."""
     names = feature_names(settings.features)
-    clip = _polarity_clip(names, settings.polarity, settings.rises_only)
+    clip = _polarity_clip(names, settings.polarity)
     experts = _expert_columns(settings)
     scales = []
     for scale, per_image in enumerate(per_scale):
@@ -665,6 +663,7 @@ def fit_scale_models(
                 n_neighbours=settings.n_neighbours,
                 seed=seed + scale,
                 quantile=settings.held_out_quantile,
+                one_sided=name in settings.one_sided_experts,
             )
             for name, columns in experts
         ]

@@ -234,15 +234,22 @@ _LINE_ORIENTATIONS = 12
 # FFT sizes are rounded up to a multiple of this, so images of slightly
 # different sizes share the cached filter spectra.
 _FFT_BLOCK = 64
+# Share of the edge filter's magnitude subtracted from the line filter's
+# response. A step edge's flank still gives a line response of about 0.35 of
+# the edge's height with 0.5 (0.2 with 1, 0.5 with none); measured on the dev halves (KolektorSDD,
+# the line expert alone): 0 -> AUROC 0.957, 0.5 -> 0.966, 1 -> 0.918, where a
+# full suppression also removes part of a crack beside a bright rim.
+_EDGE_SUPPRESSION = 0.5
 
 
 @lru_cache(maxsize=8)
 def _line_filter_spectra(shape: tuple[int, int], sigma_across: float, sigma_along: float) -> np.ndarray:
-    """Real FFTs of the oriented line filters on a ``shape`` grid, ``(n, h, w // 2 + 1)``.
-
-    Each filter is the second derivative across a line of an anisotropic
-    Gaussian (``sigma_across`` across, ``sigma_along`` along), zero-mean and
-    scaled to unit response for a step of one, centred at the origin.
+    """Real FFTs of the oriented line and edge filters on a ``shape`` grid,
+    ``(orientations, 2, h, w // 2 + 1)``: for each orientation, the second
+    (line) and the first (edge) derivative across of an anisotropic Gaussian,
+    centred at the origin, on one scale: a one-pixel line of depth ``d``
+    gives ``d`` on the line filter, a step edge of height ``h`` at most about
+    ``0.35 h`` after edge suppression (see :func:`line_responses`).
     """
     radius = int(np.ceil(3 * sigma_along))
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
@@ -252,42 +259,54 @@ def _line_filter_spectra(shape: tuple[int, int], sigma_across: float, sigma_alon
         across = -x * np.sin(angle) + y * np.cos(angle)
         along = x * np.cos(angle) + y * np.sin(angle)
         gaussian = np.exp(-(across**2) / (2 * sigma_across**2) - along**2 / (2 * sigma_along**2))
-        kernel = (across**2 / sigma_across**4 - 1 / sigma_across**2) * gaussian
-        kernel -= kernel.mean()
-        kernel /= np.abs(kernel).sum() / 2
-        placed = np.zeros(shape)
-        placed[: kernel.shape[0], : kernel.shape[1]] = kernel
-        placed = np.roll(placed, (-radius, -radius), axis=(0, 1))
-        spectra.append(fft.rfft2(placed.astype(np.float32)))
-    return np.stack(spectra)
+        line = (across**2 / sigma_across**4 - 1 / sigma_across**2) * gaussian
+        line -= line.mean()
+        # The edge filter in the line filter's units (one more derivative is
+        # one more 1 / sigma), so an edge's line response never exceeds its
+        # edge response within one sigma of it.
+        edge = -across / sigma_across**2 * gaussian / sigma_across
+        scale = np.abs(line).sum() / 2
+        pair = []
+        for kernel in (line / scale, edge / scale):
+            placed = np.zeros(shape, dtype=np.float32)
+            placed[: kernel.shape[0], : kernel.shape[1]] = kernel
+            pair.append(fft.rfft2(np.roll(placed, (-radius, -radius), axis=(0, 1))))
+        spectra.append(pair)
+    return np.array(spectra)
 
 
 def line_responses(level: np.ndarray, sigma_along: float, sigma_across: float = 1.0) -> np.ndarray:
-    """Strongest dark and bright line response at every pixel, ``(2, h, w)``.
+    """Strongest dark and bright line strength at every pixel, ``(2, h, w)``.
 
     A bank of oriented filters, each the second derivative across a line of
-    an elongated Gaussian (Freeman & Adelson's oriented filters [5]_, as the
-    line detectors of Steger [6]_): a thin dark line along the filter gives a
-    large positive response, a bright one a large negative response, over a
-    length of about ``2 * sigma_along``. Texture that is dark or bright only
-    in short pieces (gaps between stones, grain) averages out along the
-    filter; a long thin scratch or crack does not. The maximum over
-    orientations is taken for each polarity.
+    an elongated Gaussian (``sigma_across`` across, ``sigma_along`` along):
+    the oriented line detectors of Freeman & Adelson [5]_ and Steger [6]_. A
+    thin dark line along the filter gives a large positive response, a bright
+    one a large negative response, over a length of about ``2 * sigma_along``;
+    texture that is dark or bright only in short pieces (gaps between stones,
+    grain) averages out along the filter, a long thin scratch or crack does
+    not. Half the magnitude of the first derivative across (the edge filter)
+    is subtracted, so the flanks of an edge (the rim of a stain) are not
+    taken for strong lines; the maximum over orientations is kept for each polarity, in
+    the level's units (a line 30% darker than its surroundings: about 0.3).
     """
     radius = int(np.ceil(3 * sigma_along))
-    # Reflected borders: zero padding would draw a false line along the edge.
-    padded = np.pad(level.astype(np.float32), radius, mode="reflect")
+    # Borders are continued with their last value: zero padding would draw a
+    # line along the border, and reflecting would mirror anything that meets
+    # the border into a symmetric profile, which the filters take for a line.
+    padded = np.pad(level.astype(np.float32), radius, mode="edge")
     shape = tuple(int(-(-side // _FFT_BLOCK) * _FFT_BLOCK) for side in padded.shape)
     spectrum = fft.rfft2(padded, s=shape)
-    spectra = _line_filter_spectra(shape, float(sigma_across), float(sigma_along))
     height, width = level.shape
-    dark = np.full(level.shape, -np.inf, dtype=np.float32)
-    bright = np.full(level.shape, -np.inf, dtype=np.float32)
-    for filter_spectrum in spectra:
-        response = fft.irfft2(spectrum * filter_spectrum, s=shape)[radius : radius + height, radius : radius + width]
-        np.maximum(dark, response, out=dark)
-        np.maximum(bright, -response, out=bright)
-    return np.stack([np.maximum(dark, 0), np.maximum(bright, 0)]).astype(np.float64)
+    dark = np.zeros(level.shape, dtype=np.float32)
+    bright = np.zeros(level.shape, dtype=np.float32)
+    window = (slice(radius, radius + height), slice(radius, radius + width))
+    for line_spectrum, edge_spectrum in _line_filter_spectra(shape, float(sigma_across), float(sigma_along)):
+        line = fft.irfft2(spectrum * line_spectrum, s=shape)[window]
+        edge = _EDGE_SUPPRESSION * np.abs(fft.irfft2(spectrum * edge_spectrum, s=shape)[window])
+        np.maximum(dark, line - edge, out=dark)
+        np.maximum(bright, -line - edge, out=bright)
+    return np.stack([dark, bright]).astype(np.float64)
 
 
 def scale_features(
