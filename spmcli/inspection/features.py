@@ -196,10 +196,12 @@ def _orientation(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
 
 def _box_maxima(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
     """Maximum of ``image`` over each grid patch, ``(n_rows, n_cols)``."""
-    # maximum_filter of even size p centred at i covers i - p/2 .. i + p/2 - 1, as above.
-    box = ndimage.maximum_filter(image, grid.patch_size, mode="nearest")
+    # One axis at a time, keeping only the grid's rows before filtering the
+    # columns. A filter of even size p centred at i covers i - p/2 .. i + p/2 - 1,
+    # so the patch starting at r is read at r + p // 2.
     half = grid.patch_size // 2
-    return box[np.ix_(grid.rows + half, grid.cols + half)]
+    rows = ndimage.maximum_filter1d(image, grid.patch_size, axis=0, mode="nearest")[grid.rows + half]
+    return ndimage.maximum_filter1d(rows, grid.patch_size, axis=1, mode="nearest")[:, grid.cols + half]
 
 
 def _spots(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
