@@ -1,6 +1,7 @@
 """The density model of good patches: robust standardisation of the features,
-per-position deviations for aligned images, and the distance of a descriptor
-to its nearest good descriptors in a thinned memory bank.
+per-position deviations for aligned images, and experts, each the distance of
+a descriptor's features (all, or a group) to the nearest good descriptors in
+a thinned memory bank, divided by that of held-out good patches.
 
 A patch is anomalous when no good patch looks like it. The descriptor of a
 patch (its features, each divided by the spread of that feature over good
@@ -13,6 +14,15 @@ a flat brick face), and it works in both directions: too little contrast
 nearest-neighbour scoring of PatchCore [1]_ on hand-made, explainable
 features, with a random, seeded thinning of the bank instead of a coreset.
 
+Several *experts* can watch different feature groups (:class:`Expert`): the
+joint model of all features, and for instance the line features alone, so
+that one strong feature is not drowned by the spread of ten others. Each
+expert's distance is divided by a high quantile of the distances of good
+patches it never saw (cross-validated over the good images), which puts
+experts of different dimensions and tails on one scale; a patch's anomaly is
+the largest (a union of detectors, each with a known false-alarm rate on good
+patches).
+
 For aligned images each feature is first replaced by its deviation from the
 good images at the same grid position (divided by the spread there, shrunk
 towards the average spread since a few dozen images give noisy estimates);
@@ -23,7 +33,7 @@ References
 ----------
 .. [1] K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox and P. Gehler,
        "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022.
-.. [4] S. Arya, D. M. Mount, N. S. Netanyahu, R. Silverman and A. Y. Wu, "An
+.. [3] S. Arya, D. M. Mount, N. S. Netanyahu, R. Silverman and A. Y. Wu, "An
        optimal algorithm for approximate nearest neighbor searching in fixed
        dimensions", J. ACM 45(6), 1998.
 .. [2] F. R. Hampel, "The influence curve and its role in robust estimation",
@@ -51,7 +61,7 @@ __all__ = [
     "thin_bank",
 ]
 
-# Approximate nearest-neighbour search [4]_: the neighbour found is at most
+# Approximate nearest-neighbour search [3]_: the neighbour found is at most
 # (1 + SEARCH_EPS) times farther than the true nearest one. Measured on the
 # dev halves, exact search cost twice the time (KolektorSDD 306 vs 145 ms per
 # image) for the same AUROC to 0.01 on every set (BENCHMARKS.md).

@@ -10,17 +10,20 @@ How it works, in order:
    good images' working images (all scales).
 3. Every patch of a strided grid, at every scale, is described by the
    sparse model (coding residual and code l1 norm [2]_) and by local features
-   (contrast, level, structure-tensor orientation, dark and bright top-hats).
+   (contrast, level, structure-tensor orientation, oriented line filters,
+   dark and bright top-hats).
 4. The density model (:mod:`spmcli.inspection.density`) standardises each
-   feature by the good patches' median and spread and keeps a seeded, thinned
-   bank of good descriptors per scale; a patch's anomaly is its distance to
-   the nearest good descriptor. For aligned images (``mode="aligned"``, or
-   chosen by ``"auto"``) features are first compared with the good images at
-   the same position.
+   feature by the good patches' median and spread; each *expert* (by default
+   the joint model of all features and a one-sided model of the line
+   features) keeps a seeded, thinned bank of good descriptors per scale and
+   measures a patch's distance to the nearest one, divided by a high quantile
+   of held-out good patches' distances; a patch's anomaly is the largest.
+   For aligned images (``mode="aligned"``, or chosen by ``"auto"``) features
+   are first compared with the good images at the same position.
 5. The anomaly map spreads each patch's anomaly over its pixels (averaging
    overlaps), averages the scales and is brought to the input's size. Its
-   unit: distance to the nearest good patch descriptor, in good-patch spreads
-   (standard deviations of each feature over good patches, robustly estimated).
+   unit: an expert's distance to the nearest good descriptor over that of
+   the rarest held-out good patches (good images stay mostly below 1).
 6. The image score is the map's maximum. The threshold is a high quantile of
    the scores of held-out good images (:mod:`spmcli.inspection.calibration`);
    the *pixel* threshold is the same number, so an image is anomalous exactly
@@ -119,9 +122,11 @@ class ImageScore:
         Connected components of the map above ``pixel_threshold``, strongest
         first (at most :data:`spmcli.inspection.regions.MAX_REGIONS`).
     anomaly_map : ndarray of float32 or None
-        ``(H, W)`` like the input (``with_map=True`` only). Unit: distance of
-        the patches covering a pixel to their nearest good patch descriptors,
-        in spreads of the good patches' features (about 0-3 for good texture).
+        ``(H, W)`` like the input (``with_map=True`` only). Unit: the
+        anomaly of the patches covering a pixel, each its largest expert
+        distance to the nearest good descriptors over the
+        ``held_out_quantile`` of held-out good patches' (mostly below 1 for
+        good images).
     max_patch_error : float
         Largest RMS coding residual of a patch (finest scale, in units of the
         image's level).

@@ -27,9 +27,16 @@ orientation
     patch is oriented (1 for a single straight edge or line), its angle
     which way. A scratch across a texture of other directions stands out.
 lines
-    ``log`` of the patch means of the dark and the bright morphological
+    ``log`` of the patch maxima of the strongest dark and bright line
+    response over 12 orientations (:func:`line_responses`: second derivative
+    across an elongated Gaussian [5]_ [6]_, edges partly suppressed): long
+    thin scratches and cracks, in units of the level (about the line's
+    contrast with its sides). ``line_length=0``: the isotropic Hessian ridge
+    at scale 1 instead.
+spots
+    ``log`` of the patch maxima of the dark and the bright morphological
     top-hat (closing minus image, image minus opening) with a 13 x 13 square
-    [4]_: thin dark or bright lines and spots narrower than the square.
+    [4]_: dark or bright spots and short lines narrower than the square.
 
 All values are of the *grey, blurred, gain-normalised* working image; the
 density model standardises them (see :mod:`spmcli.inspection.density`).
@@ -46,6 +53,12 @@ References
        symmetry", ICCV 1987 (the structure tensor and its coherence).
 .. [4] P. Soille, "Morphological Image Analysis", 2nd ed., Springer 2003,
        section 4.4 (top-hat transforms for thin dark and bright structures).
+.. [5] W. T. Freeman and E. H. Adelson, "The design and use of steerable
+       filters", IEEE Trans. PAMI 13(9), 1991 (oriented second-derivative
+       filters, elongated variants for lines).
+.. [6] C. Steger, "An unbiased detector of curvilinear structures", IEEE
+       Trans. PAMI 20(2), 1998 (lines as maxima of the second derivative
+       across, edges told apart by the first derivative).
 """
 
 from __future__ import annotations

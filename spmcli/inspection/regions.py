@@ -107,7 +107,10 @@ def label_regions(anomaly_map: np.ndarray, pixel_threshold: float) -> list[tuple
         return []
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     slices = ndimage.find_objects(labels)
-    peaks = ndimage.maximum(anomaly_map, labels, index=np.arange(1, count + 1))
+    # Per component, from the pixels above the threshold only (ndimage.maximum
+    # with an index sorts every pixel of the map).
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, labels[mask] - 1, np.asarray(anomaly_map)[mask])
     order = np.argsort(-np.asarray(peaks), kind="stable")[:MAX_REGIONS]
     found = []
     for index in order:
