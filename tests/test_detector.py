@@ -289,3 +289,24 @@ def test_expert_normaliser_is_a_held_out_quantile():
     )  # fmt: skip
     low, high = np.array([[-50.0, 0.0]]), np.array([[50.0, 0.0]])
     assert one_sided.distances(low, 1)[0][0] < 0.1 < 10 < one_sided.distances(high, 1)[0][0]
+
+
+@pytest.mark.parametrize(("kind", "feature"), [("scratch", "bright_line"), ("crack", "dark_line")])
+def test_thin_lines_are_explained_by_the_line_expert(fitted, textures, kind, feature):
+    _, detector = fitted
+    damaged, _ = draw(textures["to_damage"][["scratch", "crack"].index(kind)], kind)
+    region = detector.score(damaged).regions[0]
+    assert region.feature == feature
+    assert region.explanation.startswith(f"thin {feature.split('_')[0]} line:")
+
+
+def test_expert_settings_are_validated():
+    assert DetectorSettings().experts == ("joint", "lines")
+    with pytest.raises(ValueError, match="experts"):
+        DetectorSettings(experts=("joint", "nonsense"))
+    with pytest.raises(ValueError, match="no expert"):
+        DetectorSettings(experts=("lines",), features=("structure", "contrast"))
+    with pytest.raises(ValueError, match="held_out_quantile"):
+        DetectorSettings(held_out_quantile=1.0)
+    record = DetectorSettings(experts=("joint",), one_sided_experts=()).to_record()
+    assert DetectorSettings.from_record(record) == DetectorSettings(experts=("joint",), one_sided_experts=())
