@@ -33,6 +33,8 @@ test lists, seed 0 / seed 1 of the synthetic set. The defaults were tuned on
 ``dev``; ``holdout`` is the honest check. ``--ablation`` adds spmcli rows with
 one part of the method removed or changed at a time. ``--set`` overrides a
 ``DetectorSettings`` field for the spmcli rows (experiments only).
+``--synthetic-split top-bottom`` builds the synthetic set as the first release
+of this benchmark did (see ``detect_data.split_regions``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from detect_data import DEFECT_KINDS, TEXTURES, DetectionSet, load_elpv, load_ks
 
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
+from spmcli.inspection.settings import EXPERTS
 from spmcli.io.images import to_grey
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,8 +79,11 @@ ABLATIONS = {
     "mode aligned": {"mode": "aligned"},
     "random bank (no rare share)": {"bank_rare_share": 0.0},
     "5 neighbours": {"n_neighbours": 5},
-    "whitened descriptors": {"whiten": True},
-    "Gaussian instead of kNN": {"density": "gaussian"},
+    "joint model only (no line expert)": {"experts": ("joint",)},
+    "every feature group an expert (+ joint)": {"experts": tuple(EXPERTS)},
+    "two-sided line expert": {"one_sided_experts": ()},
+    "isotropic ridges instead of line filters": {"line_length": 0.0},
+    "held-out quantile 0.999": {"held_out_quantile": 0.999},
 }
 
 
@@ -174,7 +180,7 @@ def run_intensity(dataset: DetectionSet, with_maps: bool):
     return scores, threshold, [], learn_seconds, 1000 * timer.seconds() / len(dataset.test), ""
 
 
-def load_sets(names: list[str], data: Path, subset: str) -> list[DetectionSet]:
+def load_sets(names: list[str], data: Path, subset: str, split: str = "quadrants") -> list[DetectionSet]:
     sets = []
     seed = {"dev": 0, "holdout": 1, "all": 0}[subset]
     for name in names:
@@ -185,7 +191,7 @@ def load_sets(names: list[str], data: Path, subset: str) -> list[DetectionSet]:
         elif name == "ksdd":
             sets.append(load_ksdd(data, subset))
         elif name == "synthetic":
-            sets.extend(synthetic_set(texture, seed) for texture in TEXTURES)
+            sets.extend(synthetic_set(texture, seed, split=split) for texture in TEXTURES)
         else:
             raise SystemExit(f"unknown set {name}")
     return sets
@@ -196,6 +202,8 @@ def _parse_overrides(pairs: list[str]) -> dict:
     for pair in pairs:
         key, _, value = pair.partition("=")
         field_type = type(getattr(DetectorSettings(), key))
+        if key == "downscale":  # None (automatic) by default
+            field_type = int
         if field_type is bool:
             overrides[key] = value.lower() in ("1", "true", "yes")
         elif field_type is tuple:
@@ -212,6 +220,12 @@ def main() -> None:
     parser.add_argument("--subset", choices=["all", "dev", "holdout"], default="all")
     parser.add_argument("--methods", nargs="+", default=["spmcli", "release", "pca", "intensity"])
     parser.add_argument("--ablation", action="store_true")
+    parser.add_argument(
+        "--synthetic-split",
+        choices=["quadrants", "top-bottom"],
+        default="quadrants",
+        help="where the synthetic set's crops come from (see detect_data.split_regions)",
+    )
     parser.add_argument("--set", dest="overrides", nargs="*", default=[])
     args = parser.parse_args()
     base = replace(DetectorSettings(), **_parse_overrides(args.overrides))
@@ -234,7 +248,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with threadpool_limits(limits=1):
-        for dataset in load_sets(args.sets, args.data, args.subset):
+        for dataset in load_sets(args.sets, args.data, args.subset, args.synthetic_split):
             masks = None
             if dataset.masks is not None:
                 masks = [_pixel_sized(mask, True) for mask in dataset.masks]

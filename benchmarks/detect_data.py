@@ -7,10 +7,17 @@ has them). Dev/hold-out halves: even / odd rows of the test list for ELPV and
 KolektorSDD; seed 0 / seed 1 for the synthetic set.
 
 The synthetic set: for each of three ``skimage.data`` textures (brick, gravel,
-grass) crops of random sizes (96-192 px a side) at random places, training and
-calibration crops from the top 60% of the texture, test crops from the bottom
-40%, so no test pixel was seen while learning. Defects are drawn on test crops,
-each with its mask:
+grass) crops of random sizes (96-192 px a side) at random places: training
+crops from the top-left and bottom-right quadrants of the texture, calibration
+and test crops from the other two, so no calibration or test pixel was seen
+while learning, and both sides see the top and the bottom of the photograph
+(taken in perspective: bricks at the bottom are larger). The first release of
+this benchmark took training *and calibration* crops from the top 60% and test
+crops from the bottom 40% (``split="top-bottom"``): calibration crops then
+shared pixels with training crops, scored lower than unseen good crops (good
+test crops against calibration crops: AUROC 0.93 on brick, 0.84 gravel), and
+the threshold flagged up to 80% of good test crops. Defects are drawn on test
+crops, each with its mask:
 
 - ``scratch``: a straight anti-aliased line 1-2 px wide across 40-80% of the
   crop, at a random angle, pulled 55% of the way to black or to white;
@@ -112,12 +119,36 @@ def _texture(name: str) -> np.ndarray:
     return getattr(skdata, name)().astype(np.float64) / 255.0
 
 
-def _crop(texture: np.ndarray, rng: np.random.Generator, top: int, bottom: int, side: int | None = None) -> np.ndarray:
-    height = int(side or rng.integers(96, 193))
-    width = int(side or rng.integers(96, 193))
+def _crop(texture: np.ndarray, rng: np.random.Generator, regions: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """A crop of random size (96-192 px a side) at a random place inside one of
+    the ``regions`` ``(top, bottom, left, right)``, chosen at random."""
+    top, bottom, left, right = regions[int(rng.integers(len(regions)))]
+    height = int(rng.integers(96, 193))
+    width = int(rng.integers(96, 193))
     y = int(rng.integers(top, bottom - height + 1))
-    x = int(rng.integers(0, texture.shape[1] - width + 1))
+    x = int(rng.integers(left, right - width + 1))
     return texture[y : y + height, x : x + width].copy()
+
+
+def split_regions(shape: tuple[int, int], split: str) -> tuple[list, list]:
+    """Regions ``(top, bottom, left, right)`` of the texture that training and
+    calibration crops, and test crops, are taken from (disjoint).
+
+    ``"quadrants"`` (default): top-left and bottom-right quadrants to learn,
+    the other two to test, so both sides see the top and the bottom of the
+    photograph (the textures are photographed in perspective: bricks at the
+    bottom are larger than at the top). ``"top-bottom"``: the top 60% to learn,
+    the bottom 40% to test (the first release of this benchmark; its good test
+    crops differ from the training crops in scale).
+    """
+    height, width = shape
+    if split == "top-bottom":
+        cut = int(0.6 * height)
+        return [(0, cut, 0, width)], [(cut, height, 0, width)]
+    middle_y, middle_x = height // 2, width // 2
+    learn = [(0, middle_y, 0, middle_x), (middle_y, height, middle_x, width)]
+    test = [(0, middle_y, middle_x, width), (middle_y, height, 0, middle_x)]
+    return learn, test
 
 
 def _blend(image: np.ndarray, weight: np.ndarray, tone: float) -> np.ndarray:
@@ -187,22 +218,25 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple
 
 
 def synthetic_set(texture_name: str, seed: int, n_train: int = 40, n_calib: int = 25, n_per_kind: int = 12,
-                  n_good_test: int = 30) -> DetectionSet:  # fmt: skip
+                  n_good_test: int = 30, split: str = "quadrants") -> DetectionSet:  # fmt: skip
     rng = np.random.default_rng([seed, TEXTURES.index(texture_name)])
     texture = _texture(texture_name)
-    split = int(0.6 * texture.shape[0])
-    train = [_crop(texture, rng, 0, split) for _ in range(n_train)]
-    calib = [_crop(texture, rng, 0, split) for _ in range(n_calib)]
+    learn_regions, test_regions = split_regions(texture.shape, split)
+    train = [_crop(texture, rng, learn_regions) for _ in range(n_train)]
+    # Calibration crops come from the regions no training crop saw, as test
+    # crops do: from the training regions they would share pixels with the
+    # training crops and set the threshold too low.
+    calib = [_crop(texture, rng, test_regions) for _ in range(n_calib)]
     test, labels, kinds, masks = [], [], [], []
     for _ in range(n_good_test):
-        image = _crop(texture, rng, split, texture.shape[0])
+        image = _crop(texture, rng, test_regions)
         test.append(image)
         labels.append(0)
         kinds.append("")
         masks.append(np.zeros(image.shape, dtype=bool))
     for kind in DEFECT_KINDS:
         for _ in range(n_per_kind):
-            image, mask = draw_defect(_crop(texture, rng, split, texture.shape[0]), kind, rng)
+            image, mask = draw_defect(_crop(texture, rng, test_regions), kind, rng)
             test.append(image)
             labels.append(1)
             kinds.append(kind)

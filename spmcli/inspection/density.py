@@ -1,6 +1,7 @@
 """The density model of good patches: robust standardisation of the features,
-per-position deviations for aligned images, and the distance of a descriptor
-to its nearest good descriptors in a thinned memory bank.
+per-position deviations for aligned images, and experts, each the distance of
+a descriptor's features (all, or a group) to the nearest good descriptors in
+a thinned memory bank, divided by that of held-out good patches.
 
 A patch is anomalous when no good patch looks like it. The descriptor of a
 patch (its features, each divided by the spread of that feature over good
@@ -13,6 +14,15 @@ a flat brick face), and it works in both directions: too little contrast
 nearest-neighbour scoring of PatchCore [1]_ on hand-made, explainable
 features, with a random, seeded thinning of the bank instead of a coreset.
 
+Several *experts* can watch different feature groups (:class:`Expert`): the
+joint model of all features, and for instance the line features alone, so
+that one strong feature is not drowned by the spread of ten others. Each
+expert's distance is divided by a high quantile of the distances of good
+patches it never saw (cross-validated over the good images), which puts
+experts of different dimensions and tails on one scale; a patch's anomaly is
+the largest (a union of detectors, each with a known false-alarm rate on good
+patches).
+
 For aligned images each feature is first replaced by its deviation from the
 good images at the same grid position (divided by the spread there, shrunk
 towards the average spread since a few dozen images give noisy estimates);
@@ -23,9 +33,7 @@ References
 ----------
 .. [1] K. Roth, L. Pemula, J. Zepeda, B. Schölkopf, T. Brox and P. Gehler,
        "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022.
-.. [3] A. Kessy, A. Lewin and K. Strimmer, "Optimal whitening and
-       decorrelation", The American Statistician 72(4), 2018.
-.. [4] S. Arya, D. M. Mount, N. S. Netanyahu, R. Silverman and A. Y. Wu, "An
+.. [3] S. Arya, D. M. Mount, N. S. Netanyahu, R. Silverman and A. Y. Wu, "An
        optimal algorithm for approximate nearest neighbor searching in fixed
        dimensions", J. ACM 45(6), 1998.
 .. [2] F. R. Hampel, "The influence curve and its role in robust estimation",
@@ -40,16 +48,20 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = [
+    "HELD_OUT_QUANTILE",
+    "MAX_HELD_OUT_PATCHES",
+    "Expert",
     "PositionModel",
     "ScaleModel",
+    "fit_expert",
+    "group_folds",
     "leave_one_out_share",
     "position_model",
     "robust_location_spread",
     "thin_bank",
-    "zca_whitening",
 ]
 
-# Approximate nearest-neighbour search [4]_: the neighbour found is at most
+# Approximate nearest-neighbour search [3]_: the neighbour found is at most
 # (1 + SEARCH_EPS) times farther than the true nearest one. Measured on the
 # dev halves, exact search cost twice the time (KolektorSDD 306 vs 145 ms per
 # image) for the same AUROC to 0.01 on every set (BENCHMARKS.md).
@@ -155,29 +167,120 @@ def leave_one_out_share(stack: np.ndarray) -> float:
     return 1.0 - position_error / pooled_error
 
 
-# Standardised values are clipped to this many spreads when estimating the
-# covariance, so a few extreme good patches do not set it.
-_COVARIANCE_CLIP = 6.0
-# Relative ridge on the covariance's eigenvalues: no direction is stretched by
-# more than about 1 / sqrt(ridge).
-_WHITENING_RIDGE = 1e-2
+def group_folds(n_images: int, seed: int, n_folds: int = 3) -> np.ndarray:
+    """Seeded assignment of ``n_images`` good images to ``n_folds`` folds (fewer for fewer images)."""
+    folds = max(1, min(n_folds, n_images))
+    order = np.random.default_rng(seed).permutation(n_images)
+    assignment = np.empty(n_images, dtype=np.int64)
+    assignment[order] = np.arange(n_images) % folds
+    return assignment
 
 
-def zca_whitening(descriptors: np.ndarray) -> np.ndarray:
-    """Symmetric whitening matrix ``C^(-1/2)`` of the descriptors' covariance ``C``.
+@dataclass
+class Expert:
+    """A density model over some features of the descriptor: one "expert".
 
-    Several features can measure nearly the same thing (residual, code and
-    contrast all grow with the amount of texture); unwhitened, a distance
-    would count that one property several times and drown a feature that
-    alone carries the defect. ZCA whitening [3]_ (of all whitenings the one
-    closest to the identity) keeps each coordinate close to its feature, so
-    explanations still name features.
+    Attributes
+    ----------
+    name : str
+        The feature group it watches (``"joint"`` for all features).
+    columns : ndarray of int
+        Indices of its features in the descriptor.
+    bank : ndarray, shape (n_bank, len(columns))
+        Thinned good descriptors restricted to ``columns``.
+    one_sided : bool
+        Only values above the good level count (values below it are taken
+        as the good level): the expert looks for something that is there and
+        should not be, such as a line.
+    normaliser : float
+        The :data:`HELD_OUT_QUANTILE` quantile of the distances of held-out
+        good patches to the good patches of the other images: an expert's
+        anomaly is its distance divided by this, so 1 is as unusual as the
+        rarest good patches (about one per image) and experts of different
+        dimensions and tails are comparable.
     """
-    clipped = np.clip(descriptors, -_COVARIANCE_CLIP, _COVARIANCE_CLIP)
-    covariance = np.atleast_2d(np.cov(clipped, rowvar=False))
-    values, vectors = np.linalg.eigh(covariance)
-    values = np.maximum(values, 0.0) + _WHITENING_RIDGE * max(float(values.max()), SPREAD_FLOOR)
-    return (vectors / np.sqrt(values)) @ vectors.T
+
+    name: str
+    columns: np.ndarray
+    bank: np.ndarray
+    normaliser: float = 1.0
+    one_sided: bool = False
+    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        # The search tree is rebuilt where it is used: cheaper than shipping it.
+        state = self.__dict__.copy()
+        state["_tree"] = None
+        return state
+
+    def watched(self, descriptors: np.ndarray) -> np.ndarray:
+        """The expert's columns of ``descriptors`` ``(n, F)``, one-sided where it is."""
+        values = descriptors[:, self.columns]
+        return np.maximum(values, 0.0) if self.one_sided else values
+
+    def distances(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+        """Raw mean distance of ``descriptors`` (all features) to the nearest bank rows, and the nearest row."""
+        if self._tree is None:
+            self._tree = cKDTree(self.bank)
+        count = min(n_neighbours, self.bank.shape[0])
+        distances, indices = self._tree.query(self.watched(descriptors), k=count, eps=SEARCH_EPS)
+        if count == 1:
+            return distances, indices
+        return distances.mean(axis=1), indices[:, 0]
+
+
+# Each expert's distances are divided by this quantile of held-out good
+# patches' distances (see Expert.normaliser).
+HELD_OUT_QUANTILE = 0.9999
+# At most this many held-out patches per fold are compared with the other
+# folds' bank (the 0.9999 quantile of 3 x 40,000 is about the 12th largest).
+MAX_HELD_OUT_PATCHES = 40000
+
+
+def fit_expert(
+    name: str,
+    columns: np.ndarray,
+    per_image: list[np.ndarray],
+    folds: np.ndarray,
+    *,
+    bank_size: int,
+    rare_share: float,
+    n_neighbours: int,
+    seed: int,
+    quantile: float = HELD_OUT_QUANTILE,
+    one_sided: bool = False,
+) -> Expert:
+    """An expert over ``columns`` of the good images' descriptors ``per_image``.
+
+    The bank thins all images' descriptors (:func:`thin_bank`); the normaliser
+    comes from cross-validation over images: each fold's patches are compared
+    with a bank of the other folds' patches, so it measures how far a *new*
+    good patch typically lies from the bank (a training patch lies at distance
+    0 from itself).
+    """
+    columns = np.asarray(columns, dtype=np.int64)
+    expert = Expert(name, columns, np.zeros((1, columns.size)), one_sided=one_sided)
+    restricted = [expert.watched(descriptors) for descriptors in per_image]
+    expert.bank = thin_bank(np.concatenate(restricted), bank_size, seed, rare_share)
+    held_out = []
+    for fold in np.unique(folds):
+        inside = [values for values, which in zip(restricted, folds, strict=True) if which != fold]
+        outside = [values for values, which in zip(restricted, folds, strict=True) if which == fold]
+        if not inside:
+            continue
+        fold_bank = thin_bank(np.concatenate(inside), bank_size, seed, rare_share)
+        fold_expert = Expert(name, np.arange(columns.size), fold_bank)
+        queries = np.concatenate(outside)
+        if queries.shape[0] > MAX_HELD_OUT_PATCHES:
+            # A seeded sample bounds the learning time on large training sets.
+            pick = np.random.default_rng([seed, int(fold)]).choice(
+                queries.shape[0], MAX_HELD_OUT_PATCHES, replace=False
+            )
+            queries = queries[np.sort(pick)]
+        held_out.append(fold_expert.distances(queries, n_neighbours)[0])
+    if held_out:
+        expert.normaliser = max(float(np.quantile(np.concatenate(held_out), quantile)), SPREAD_FLOOR)
+    return expert
 
 
 @dataclass
@@ -188,26 +291,17 @@ class ScaleModel:
     ----------
     location, spread : ndarray, shape (F,)
         Median and MAD-based spread of each raw feature over good patches.
-    bank : ndarray, shape (n_bank, F)
-        Thinned good descriptors (standardised, or position deviations, then whitened).
+    experts : list of Expert
+        Density models over feature groups (or one over all features); a
+        patch's anomaly is the largest of their normalised distances.
     positions : PositionModel or None
         Aligned mode's per-position statistics of the standardised features.
-    whitening : ndarray, shape (F, F), or None
-        Symmetric (ZCA) whitening of the descriptors, see :func:`zca_whitening`.
     """
 
     location: np.ndarray
     spread: np.ndarray
-    bank: np.ndarray
+    experts: list[Expert]
     positions: PositionModel | None = None
-    whitening: np.ndarray | None = None
-    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
-
-    def __getstate__(self) -> dict:
-        # The search tree is rebuilt where it is used: cheaper than shipping it.
-        state = self.__dict__.copy()
-        state["_tree"] = None
-        return state
 
     def descriptors(self, values: np.ndarray, polarity_clip: np.ndarray) -> np.ndarray:
         """Raw features ``(F, rows, cols)`` -> descriptors ``(rows * cols, F)``.
@@ -220,21 +314,16 @@ class ScaleModel:
             standardised = self.positions.deviations(standardised)
         clip = polarity_clip[:, None, None]
         standardised = np.where(clip * standardised > 0, 0.0, standardised)
-        flat = standardised.reshape(standardised.shape[0], -1).T
-        return flat if self.whitening is None else flat @ self.whitening
+        return standardised.reshape(standardised.shape[0], -1).T
 
-    def standardised(self, descriptors: np.ndarray) -> np.ndarray:
-        """Undo the whitening: descriptors back to standardised features (or deviations)."""
-        if self.whitening is None:
-            return descriptors
-        return np.linalg.solve(self.whitening, np.atleast_2d(descriptors).T).T.reshape(np.shape(descriptors))
-
-    def nearest(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-        """Mean distance to the ``n_neighbours`` nearest bank rows, and the nearest row's index."""
-        if self._tree is None:
-            self._tree = cKDTree(self.bank)
-        count = min(n_neighbours, self.bank.shape[0])
-        distances, indices = self._tree.query(descriptors, k=count, eps=SEARCH_EPS)
-        if count == 1:
-            return distances, indices
-        return distances.mean(axis=1), indices[:, 0]
+    def anomaly(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per descriptor: the largest normalised expert distance, which expert
+        gave it, and that expert's nearest bank row."""
+        scores = np.empty((len(self.experts), descriptors.shape[0]))
+        nearest = np.empty((len(self.experts), descriptors.shape[0]), dtype=np.int64)
+        for index, expert in enumerate(self.experts):
+            distance, nearest[index] = expert.distances(descriptors, n_neighbours)
+            scores[index] = distance / expert.normaliser
+        winner = np.argmax(scores, axis=0)
+        columns = np.arange(descriptors.shape[0])
+        return scores[winner, columns], winner, nearest[winner, columns]

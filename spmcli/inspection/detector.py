@@ -10,17 +10,20 @@ How it works, in order:
    good images' working images (all scales).
 3. Every patch of a strided grid, at every scale, is described by the
    sparse model (coding residual and code l1 norm [2]_) and by local features
-   (contrast, level, structure-tensor orientation, dark and bright top-hats).
+   (contrast, level, structure-tensor orientation, oriented line filters,
+   dark and bright top-hats).
 4. The density model (:mod:`spmcli.inspection.density`) standardises each
-   feature by the good patches' median and spread and keeps a seeded, thinned
-   bank of good descriptors per scale; a patch's anomaly is its distance to
-   the nearest good descriptor. For aligned images (``mode="aligned"``, or
-   chosen by ``"auto"``) features are first compared with the good images at
-   the same position.
+   feature by the good patches' median and spread; each *expert* (by default
+   the joint model of all features and a one-sided model of the line
+   features) keeps a seeded, thinned bank of good descriptors per scale and
+   measures a patch's distance to the nearest one, divided by a high quantile
+   of held-out good patches' distances; a patch's anomaly is the largest.
+   For aligned images (``mode="aligned"``, or chosen by ``"auto"``) features
+   are first compared with the good images at the same position.
 5. The anomaly map spreads each patch's anomaly over its pixels (averaging
    overlaps), averages the scales and is brought to the input's size. Its
-   unit: distance to the nearest good patch descriptor, in good-patch spreads
-   (standard deviations of each feature over good patches, robustly estimated).
+   unit: an expert's distance to the nearest good descriptor over that of
+   the rarest held-out good patches (good images stay mostly below 1).
 6. The image score is the map's maximum. The threshold is a high quantile of
    the scores of held-out good images (:mod:`spmcli.inspection.calibration`);
    the *pixel* threshold is the same number, so an image is anomalous exactly
@@ -62,17 +65,18 @@ from ..sparse.learning import learn_dictionary
 from ..sparse.patches import PatchGrid
 from .calibration import calibrated_threshold, check_calibration_count, split_calibration
 from .density import (
+    Expert,
     PositionModel,
     ScaleModel,
+    fit_expert,
+    group_folds,
     leave_one_out_share,
     position_model,
     robust_location_spread,
-    thin_bank,
-    zca_whitening,
 )
-from .features import feature_names, grey_image, minimum_side, scale_features, working_pyramid
+from .features import ScaleFeatures, feature_names, grey_image, minimum_side, scale_features, working_pyramid
 from .regions import Region, describe_deviation, describe_orientation, label_regions
-from .settings import MODES, POLARITIES, DetectorSettings
+from .settings import MODES, POLARITIES, DetectorSettings, expert_groups
 
 __all__ = [
     "DETECTOR_VERSION",
@@ -89,7 +93,7 @@ __all__ = [
     "split_calibration",
 ]
 
-DETECTOR_VERSION = 3
+DETECTOR_VERSION = 4
 
 MapFunction = Callable[..., Iterable[Any]]
 
@@ -118,9 +122,11 @@ class ImageScore:
         Connected components of the map above ``pixel_threshold``, strongest
         first (at most :data:`spmcli.inspection.regions.MAX_REGIONS`).
     anomaly_map : ndarray of float32 or None
-        ``(H, W)`` like the input (``with_map=True`` only). Unit: distance of
-        the patches covering a pixel to their nearest good patch descriptors,
-        in spreads of the good patches' features (about 0-3 for good texture).
+        ``(H, W)`` like the input (``with_map=True`` only). Unit: the
+        anomaly of the patches covering a pixel, each its largest expert
+        distance to the nearest good descriptors over the
+        ``held_out_quantile`` of held-out good patches' (mostly below 1 for
+        good images).
     max_patch_error : float
         Largest RMS coding residual of a patch (finest scale, in units of the
         image's level).
@@ -147,7 +153,8 @@ class _ScaleResult:
     values: np.ndarray  # raw features (F, rows, cols)
     descriptors: np.ndarray  # (rows * cols, F)
     anomaly: np.ndarray  # (rows, cols)
-    nearest: np.ndarray  # (rows * cols,) bank index
+    expert: np.ndarray  # (rows * cols,) index of the expert that gave the anomaly
+    nearest: np.ndarray  # (rows * cols,) that expert's nearest bank row
 
 
 def _average_patches(grid: PatchGrid, patch_values: np.ndarray) -> np.ndarray:
@@ -244,15 +251,26 @@ class Detector:
         shape = tuple(self.image_shape) if self.mode == "aligned" else None
         return working_pyramid(grey_image(pixels, shape), self.settings, self.patch_size)  # type: ignore[arg-type]
 
-    def _scale_result(self, scale: int, level: np.ndarray, keep: bool) -> tuple[_ScaleResult, Any]:
-        features = scale_features(level, self.atoms, self.patch_size, self.settings, keep_reconstruction=keep)
+    def image_features(self, pixels: np.ndarray) -> list[ScaleFeatures]:
+        """The patch features of every working scale of an image (the first half of :meth:`score`)."""
+        return self._features(self._levels(pixels), with_quality=False)
+
+    def _features(self, levels: list[np.ndarray], with_quality: bool) -> list[ScaleFeatures]:
+        return [
+            scale_features(
+                level, self.atoms, self.patch_size, self.settings, keep_reconstruction=with_quality and not i
+            )
+            for i, level in enumerate(levels)
+        ]
+
+    def _scale_result(self, scale: int, features: ScaleFeatures) -> _ScaleResult:
         model = self.scales[scale]
         if model.positions is not None and features.values.shape != model.positions.mean.shape:
             raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
         descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity))
-        distance, nearest = model.nearest(descriptors, self.settings.n_neighbours)
-        anomaly = distance.reshape(features.values.shape[1:])
-        return _ScaleResult(features.grid, features.values, descriptors, anomaly, nearest), features
+        anomaly, expert, nearest = model.anomaly(descriptors, self.settings.n_neighbours)
+        anomaly = anomaly.reshape(features.values.shape[1:])
+        return _ScaleResult(features.grid, features.values, descriptors, anomaly, expert, nearest)
 
     def score(
         self,
@@ -281,24 +299,35 @@ class Detector:
         """
         original_shape = np.asarray(pixels).shape[:2]
         levels = self._levels(pixels)
+        features = self._features(levels, with_quality)
+        quality = (float("nan"), float("nan"))
+        if with_quality:
+            rebuilt = _rebuild(features[0].grid, features[0].reconstruction)
+            quality = (min(psnr(levels[0], rebuilt), 100.0), ssim(levels[0], rebuilt))
+        result = self.score_features(features, original_shape, with_map=with_map, threshold=threshold)
+        result.psnr, result.ssim = quality
+        return result
+
+    def score_features(
+        self,
+        features: list[ScaleFeatures],
+        original_shape: tuple[int, int],
+        *,
+        with_map: bool = False,
+        threshold: float | None = None,
+    ) -> ImageScore:
+        """Score an image from its :meth:`image_features` (the second half of :meth:`score`)."""
         used_threshold = self.threshold if threshold is None else float(threshold)
         results: list[_ScaleResult] = []
-        working_map = np.zeros(levels[0].shape)
-        quality = (float("nan"), float("nan"))
-        max_error = 0.0
-        for scale, level in enumerate(levels):
-            keep = with_quality and scale == 0
-            result, features = self._scale_result(scale, level, keep)
+        working_map = np.zeros(features[0].grid.image_shape[:2])
+        for scale, scale_features_ in enumerate(features):
+            result = self._scale_result(scale, scale_features_)
             results.append(result)
             scale_map = _average_patches(result.grid, result.anomaly)
             if scale_map.shape != working_map.shape:
                 scale_map = resize(scale_map, working_map.shape, order=1, mode="edge", anti_aliasing=False)
-            working_map += scale_map / len(levels)
-            if scale == 0:
-                max_error = float(features.residual_rms.max())
-            if keep:
-                rebuilt = _rebuild(result.grid, features.reconstruction)
-                quality = (min(psnr(level, rebuilt), 100.0), ssim(level, rebuilt))
+            working_map += scale_map / len(features)
+        max_error = float(features[0].residual_rms.max())
         anomaly_map = resize(working_map, original_shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
         peak = float(anomaly_map.max())
         score = peak if np.isfinite(peak) else (1e300 if peak > 0 else 0.0)
@@ -311,8 +340,6 @@ class Detector:
             regions=regions,
             anomaly_map=anomaly_map if with_map else None,
             max_patch_error=max_error,
-            psnr=quality[0],
-            ssim=quality[1],
         )
 
     def is_anomaly(self, score: float, threshold: float | None = None) -> bool:
@@ -382,8 +409,13 @@ class Detector:
         scale, flat = self._worst_patch(mask, bbox, results, original_shape)
         result, model = results[scale], self.scales[scale]
         names = self.feature_names
-        neighbour = model.standardised(model.bank[result.nearest[flat]])
-        delta = model.standardised(result.descriptors[flat]) - neighbour
+        # The expert that fired, and the feature it watches that sets the
+        # patch furthest apart from that expert's nearest good patch.
+        expert = model.experts[int(result.expert[flat])]
+        neighbour = result.descriptors[flat].copy()
+        neighbour[expert.columns] = expert.bank[result.nearest[flat]]
+        delta = np.zeros(len(names))
+        delta[expert.columns] = result.descriptors[flat][expert.columns] - neighbour[expert.columns]
         index = int(np.argmax(np.abs(delta)))
         name = names[index]
         row, col = divmod(flat, result.grid.cols.size)
@@ -419,9 +451,9 @@ class Detector:
         for scale, model in enumerate(self.scales):
             extras[f"detector_location_{scale}"] = np.asarray(model.location, dtype=np.float64)
             extras[f"detector_spread_{scale}"] = np.asarray(model.spread, dtype=np.float64)
-            extras[f"detector_bank_{scale}"] = np.asarray(model.bank, dtype=np.float64)
-            if model.whitening is not None:
-                extras[f"detector_whitening_{scale}"] = np.asarray(model.whitening, dtype=np.float64)
+            extras[f"detector_normalisers_{scale}"] = np.array([e.normaliser for e in model.experts], dtype=np.float64)
+            for expert in model.experts:
+                extras[f"detector_bank_{scale}_{expert.name}"] = np.asarray(expert.bank, dtype=np.float64)
             if model.positions is not None:
                 extras[f"detector_position_mean_{scale}"] = np.asarray(model.positions.mean, dtype=np.float64)
                 extras[f"detector_position_spread_{scale}"] = np.asarray(model.positions.spread, dtype=np.float64)
@@ -480,11 +512,22 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
         if mode not in ("pooled", "aligned"):
             raise ValueError(f"unknown mode {mode!r}")
         n_features = len(feature_names(settings.features))
+        experts = _expert_columns(settings)
         scales = []
         for scale in range(settings.n_scales):
             location = np.asarray(extras[f"detector_location_{scale}"], dtype=np.float64)
             spread = np.asarray(extras[f"detector_spread_{scale}"], dtype=np.float64)
-            bank = np.asarray(extras[f"detector_bank_{scale}"], dtype=np.float64)
+            normalisers = np.asarray(extras[f"detector_normalisers_{scale}"], dtype=np.float64)
+            if normalisers.shape != (len(experts),) or not np.all(normalisers > 0):
+                raise ValueError("expert normalisers of the wrong shape")
+            models = []
+            for (name, columns), normaliser in zip(experts, normalisers, strict=True):
+                bank = np.asarray(extras[f"detector_bank_{scale}_{name}"], dtype=np.float64)
+                if bank.ndim != 2 or bank.shape[1] != columns.size or bank.shape[0] < 1:
+                    raise ValueError("memory bank of the wrong shape")
+                if not np.all(np.isfinite(bank)):
+                    raise ValueError("non-finite memory bank")
+                models.append(Expert(name, columns, bank, float(normaliser), name in settings.one_sided_experts))
             positions = None
             if mode == "aligned":
                 positions = PositionModel(
@@ -495,19 +538,12 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
                     raise ValueError("position statistics of the wrong shape")
                 if positions.spread.shape != positions.mean.shape or not np.all(positions.spread > 0):
                     raise ValueError("invalid position spreads")
-            whitening = None
-            if settings.whiten:
-                whitening = np.asarray(extras[f"detector_whitening_{scale}"], dtype=np.float64)
-                if whitening.shape != (n_features, n_features) or not np.all(np.isfinite(whitening)):
-                    raise ValueError("invalid whitening matrix")
             if location.shape != (n_features,) or spread.shape != (n_features,) or not np.all(spread > 0):
                 raise ValueError("feature statistics of the wrong shape")
-            if bank.ndim != 2 or bank.shape[1] != n_features or bank.shape[0] < 1:
-                raise ValueError("memory bank of the wrong shape")
-            arrays = [location, spread, bank] + ([positions.mean, positions.spread] if positions else [])
+            arrays = [location, spread] + ([positions.mean, positions.spread] if positions else [])
             if not all(np.all(np.isfinite(array)) for array in arrays):
                 raise ValueError("non-finite statistics")
-            scales.append(ScaleModel(location, spread, bank, positions, whitening))
+            scales.append(ScaleModel(location, spread, models, positions))
         image_shape = tuple(int(v) for v in extras["detector_image_shape"])
         threshold = float(extras["detector_threshold"])
         pixel_threshold = float(extras["detector_pixel_threshold"])
@@ -534,6 +570,16 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
 
 
 # -- learning (the mapped functions are top-level so that process pools can pickle them) --
+
+
+def _expert_columns(settings: DetectorSettings) -> list[tuple[str, np.ndarray]]:
+    """Each expert's name and the descriptor columns (features) it watches."""
+    names = feature_names(settings.features)
+    found = []
+    for name, groups in expert_groups(settings.experts, settings.features):
+        watched = set(feature_names(groups))
+        found.append((name, np.array([i for i, feature in enumerate(names) if feature in watched], dtype=np.int64)))
+    return found
 
 
 def image_levels(
@@ -585,6 +631,49 @@ def _choose_mode(
         f"the position explains {100 * share:.0f}% of the feature variance of held-out good images "
         f"({verdict} {100 * settings.aligned_min_share:.0f}%)"
     )
+
+
+def fit_scale_models(
+    per_scale: list[list[np.ndarray]], mode: str, settings: DetectorSettings, seed: int
+) -> list[ScaleModel]:
+    """The model of good patches at each scale from the good images' raw
+    features ``per_scale[scale][image]`` ``(F, rows, cols)``."""
+    names = feature_names(settings.features)
+    clip = _polarity_clip(names, settings.polarity)
+    experts = _expert_columns(settings)
+    scales = []
+    for scale, per_image in enumerate(per_scale):
+        flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])
+        location, spread = robust_location_spread(flat)
+        positions = None
+        if mode == "aligned":
+            standardised = (np.stack(per_image) - location[None, :, None, None]) / spread[None, :, None, None]
+            positions, deviations = position_model(standardised)
+            clipped = np.where(clip[None, :, None, None] * deviations > 0, 0.0, deviations)
+            descriptors = list(clipped.transpose(0, 2, 3, 1).reshape(len(per_image), -1, len(names)))
+        else:
+            descriptors = []
+            for values in per_image:
+                standardised = (values.reshape(values.shape[0], -1).T - location) / spread
+                descriptors.append(np.where(clip * standardised > 0, 0.0, standardised))
+        folds = group_folds(len(descriptors), seed + scale)
+        models = [
+            fit_expert(
+                name,
+                columns,
+                descriptors,
+                folds,
+                bank_size=settings.bank_size,
+                rare_share=settings.bank_rare_share,
+                n_neighbours=settings.n_neighbours,
+                seed=seed + scale,
+                quantile=settings.held_out_quantile,
+                one_sided=name in settings.one_sided_experts,
+            )
+            for name, columns in experts
+        ]
+        scales.append(ScaleModel(location, spread, models, positions))
+    return scales
 
 
 def fit_detector(
@@ -685,30 +774,10 @@ def fit_detector(
     mode, reason = _choose_mode(settings, shapes, features)
     if mode == "aligned" and image_shape is None:
         image_shape = shapes[0]
-    scales = []
     names = feature_names(settings.features)
-    clip = _polarity_clip(names, settings.polarity)
-    for scale in range(settings.n_scales):
-        per_image = [image[scale] for image in features]
-        flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])
-        location, spread = robust_location_spread(flat)
-        positions = None
-        if mode == "aligned":
-            standardised = (np.stack(per_image) - location[None, :, None, None]) / spread[None, :, None, None]
-            positions, deviations = position_model(standardised)
-            clipped = np.where(clip[None, :, None, None] * deviations > 0, 0.0, deviations)
-            descriptors = clipped.transpose(0, 2, 3, 1).reshape(-1, len(names))
-        else:
-            standardised = (flat - location) / spread
-            descriptors = np.where(clip * standardised > 0, 0.0, standardised)
-        whitening = zca_whitening(descriptors) if settings.whiten else None
-        if whitening is not None:
-            descriptors = descriptors @ whitening
-        if settings.density == "gaussian":
-            bank = np.zeros((1, descriptors.shape[1]))
-        else:
-            bank = thin_bank(descriptors, settings.bank_size, seed + scale, settings.bank_rare_share)
-        scales.append(ScaleModel(location, spread, bank, positions, whitening))
+    scales = fit_scale_models(
+        [[image[scale] for image in features] for scale in range(settings.n_scales)], mode, settings, seed
+    )
     del features
     detector = Detector(
         atoms=dictionary.atoms,
@@ -742,7 +811,9 @@ def fit_detector(
         "features": list(names),
         "n_good_images": len(good_images),
         "n_calibration_images": len(calibration_images),
-        "bank_sizes": [int(model.bank.shape[0]) for model in scales],
+        "experts": [expert.name for expert in scales[0].experts],
+        "bank_sizes": [[int(expert.bank.shape[0]) for expert in model.experts] for model in scales],
+        "expert_normalisers": [[round(expert.normaliser, 4) for expert in model.experts] for model in scales],
         "threshold": detector.threshold,
         "pixel_threshold": detector.pixel_threshold,
         "threshold_method": detector.threshold_method,

@@ -27,9 +27,16 @@ orientation
     patch is oriented (1 for a single straight edge or line), its angle
     which way. A scratch across a texture of other directions stands out.
 lines
-    ``log`` of the patch means of the dark and the bright morphological
+    ``log`` of the patch maxima of the strongest dark and bright line
+    response over 12 orientations (:func:`line_responses`: second derivative
+    across an elongated Gaussian [5]_ [6]_, edges partly suppressed): long
+    thin scratches and cracks, in units of the level (about the line's
+    contrast with its sides). ``line_length=0``: the isotropic Hessian ridge
+    at scale 1 instead.
+spots
+    ``log`` of the patch maxima of the dark and the bright morphological
     top-hat (closing minus image, image minus opening) with a 13 x 13 square
-    [4]_: thin dark or bright lines and spots narrower than the square.
+    [4]_: dark or bright spots and short lines narrower than the square.
 
 All values are of the *grey, blurred, gain-normalised* working image; the
 density model standardises them (see :mod:`spmcli.inspection.density`).
@@ -46,14 +53,21 @@ References
        symmetry", ICCV 1987 (the structure tensor and its coherence).
 .. [4] P. Soille, "Morphological Image Analysis", 2nd ed., Springer 2003,
        section 4.4 (top-hat transforms for thin dark and bright structures).
+.. [5] W. T. Freeman and E. H. Adelson, "The design and use of steerable
+       filters", IEEE Trans. PAMI 13(9), 1991 (oriented second-derivative
+       filters, elongated variants for lines).
+.. [6] C. Steger, "An unbiased detector of curvilinear structures", IEEE
+       Trans. PAMI 20(2), 1998 (lines as maxima of the second derivative
+       across, edges told apart by the first derivative).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 from skimage.transform import downscale_local_mean, resize
 
 from ..io.images import to_grey
@@ -195,10 +209,12 @@ def _orientation(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
 
 def _box_maxima(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
     """Maximum of ``image`` over each grid patch, ``(n_rows, n_cols)``."""
-    # maximum_filter of even size p centred at i covers i - p/2 .. i + p/2 - 1, as above.
-    box = ndimage.maximum_filter(image, grid.patch_size, mode="nearest")
+    # One axis at a time, keeping only the grid's rows before filtering the
+    # columns. A filter of even size p centred at i covers i - p/2 .. i + p/2 - 1,
+    # so the patch starting at r is read at r + p // 2.
     half = grid.patch_size // 2
-    return box[np.ix_(grid.rows + half, grid.cols + half)]
+    rows = ndimage.maximum_filter1d(image, grid.patch_size, axis=0, mode="nearest")[grid.rows + half]
+    return ndimage.maximum_filter1d(rows, grid.patch_size, axis=1, mode="nearest")[:, grid.cols + half]
 
 
 def _spots(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
@@ -226,6 +242,86 @@ def _lines(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
     dark = np.maximum(large, 0) - np.maximum(small, 0)
     bright = np.maximum(-small, 0) - np.maximum(-large, 0)
     return np.stack([_box_maxima(dark, grid), _box_maxima(bright, grid)])
+
+
+# Orientations of the line filters (every 15 degrees).
+_LINE_ORIENTATIONS = 12
+# FFT sizes are rounded up to a multiple of this, so images of slightly
+# different sizes share the cached filter spectra.
+_FFT_BLOCK = 64
+# Share of the edge filter's magnitude subtracted from the line filter's
+# response. A step edge's flank still gives a line response of about 0.35 of
+# the edge's height with 0.5 (0.2 with 1, 0.5 with none); measured on the dev halves (KolektorSDD,
+# the line expert alone): 0 -> AUROC 0.957, 0.5 -> 0.966, 1 -> 0.918, where a
+# full suppression also removes part of a crack beside a bright rim.
+_EDGE_SUPPRESSION = 0.5
+
+
+@lru_cache(maxsize=8)
+def _line_filter_spectra(shape: tuple[int, int], sigma_across: float, sigma_along: float) -> np.ndarray:
+    """Real FFTs of the oriented line and edge filters on a ``shape`` grid,
+    ``(orientations, 2, h, w // 2 + 1)``: for each orientation, the second
+    (line) and the first (edge) derivative across of an anisotropic Gaussian,
+    centred at the origin, on one scale: a one-pixel line of depth ``d``
+    gives ``d`` on the line filter, a step edge of height ``h`` at most about
+    ``0.35 h`` after edge suppression (see :func:`line_responses`).
+    """
+    radius = int(np.ceil(3 * sigma_along))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    y, x = np.meshgrid(offsets, offsets, indexing="ij")
+    spectra = []
+    for angle in np.arange(_LINE_ORIENTATIONS) * np.pi / _LINE_ORIENTATIONS:
+        across = -x * np.sin(angle) + y * np.cos(angle)
+        along = x * np.cos(angle) + y * np.sin(angle)
+        gaussian = np.exp(-(across**2) / (2 * sigma_across**2) - along**2 / (2 * sigma_along**2))
+        line = (across**2 / sigma_across**4 - 1 / sigma_across**2) * gaussian
+        line -= line.mean()
+        # The edge filter in the line filter's units (one more derivative is
+        # one more 1 / sigma), so an edge's line response never exceeds its
+        # edge response within one sigma of it.
+        edge = -across / sigma_across**2 * gaussian / sigma_across
+        scale = np.abs(line).sum() / 2
+        pair = []
+        for kernel in (line / scale, edge / scale):
+            placed = np.zeros(shape, dtype=np.float32)
+            placed[: kernel.shape[0], : kernel.shape[1]] = kernel
+            pair.append(fft.rfft2(np.roll(placed, (-radius, -radius), axis=(0, 1))))
+        spectra.append(pair)
+    return np.array(spectra)
+
+
+def line_responses(level: np.ndarray, sigma_along: float, sigma_across: float = 1.0) -> np.ndarray:
+    """Strongest dark and bright line strength at every pixel, ``(2, h, w)``.
+
+    A bank of oriented filters, each the second derivative across a line of
+    an elongated Gaussian (``sigma_across`` across, ``sigma_along`` along):
+    the oriented line detectors of Freeman & Adelson [5]_ and Steger [6]_. A
+    thin dark line along the filter gives a large positive response, a bright
+    one a large negative response, over a length of about ``2 * sigma_along``;
+    texture that is dark or bright only in short pieces (gaps between stones,
+    grain) averages out along the filter, a long thin scratch or crack does
+    not. Half the magnitude of the first derivative across (the edge filter)
+    is subtracted, so the flanks of an edge (the rim of a stain) are not
+    taken for strong lines; the maximum over orientations is kept for each polarity, in
+    the level's units (a line 30% darker than its surroundings: about 0.3).
+    """
+    radius = int(np.ceil(3 * sigma_along))
+    # Borders are continued with their last value: zero padding would draw a
+    # line along the border, and reflecting would mirror anything that meets
+    # the border into a symmetric profile, which the filters take for a line.
+    padded = np.pad(level.astype(np.float32), radius, mode="edge")
+    shape = tuple(int(-(-side // _FFT_BLOCK) * _FFT_BLOCK) for side in padded.shape)
+    spectrum = fft.rfft2(padded, s=shape)
+    height, width = level.shape
+    dark = np.zeros(level.shape, dtype=np.float32)
+    bright = np.zeros(level.shape, dtype=np.float32)
+    window = (slice(radius, radius + height), slice(radius, radius + width))
+    for line_spectrum, edge_spectrum in _line_filter_spectra(shape, float(sigma_across), float(sigma_along)):
+        line = fft.irfft2(spectrum * line_spectrum, s=shape)[window]
+        edge = _EDGE_SUPPRESSION * np.abs(fft.irfft2(spectrum * edge_spectrum, s=shape)[window])
+        np.maximum(dark, line - edge, out=dark)
+        np.maximum(bright, -line - edge, out=bright)
+    return np.stack([dark, bright]).astype(np.float64)
 
 
 def scale_features(
@@ -276,7 +372,12 @@ def scale_features(
         elif group == "orientation":
             values.extend(_orientation(level, grid))
         elif group == "lines":
-            values.extend(np.log(_lines(level, grid) + _LOG_FLOOR))
+            if settings.line_length > 0:
+                responses = line_responses(level, settings.line_length)
+                lines = np.stack([_box_maxima(response, grid) for response in responses])
+            else:
+                lines = _lines(level, grid)
+            values.extend(np.log(lines + _LOG_FLOOR))
         elif group == "spots":
             values.extend(np.log(_spots(level, grid) + _LOG_FLOOR))
     reconstruction = None

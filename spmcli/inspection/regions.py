@@ -40,6 +40,8 @@ REGION_FEATURES = (
     "dark_line",
     "bright_line",
 )
+# The floor added to line strengths before their logarithm (features.py's _LOG_FLOOR).
+LINE_STRENGTH_FLOOR = 2e-3
 # A report lists at most this many regions per image, the strongest first.
 MAX_REGIONS = 20
 
@@ -105,7 +107,10 @@ def label_regions(anomaly_map: np.ndarray, pixel_threshold: float) -> list[tuple
         return []
     labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     slices = ndimage.find_objects(labels)
-    peaks = ndimage.maximum(anomaly_map, labels, index=np.arange(1, count + 1))
+    # Per component, from the pixels above the threshold only (ndimage.maximum
+    # with an index sorts every pixel of the map).
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, labels[mask] - 1, np.asarray(anomaly_map)[mask])
     order = np.argsort(-np.asarray(peaks), kind="stable")[:MAX_REGIONS]
     found = []
     for index in order:
@@ -155,13 +160,25 @@ def describe_deviation(name: str, query: float, reference: float, aligned: bool)
         if higher:
             return "brighter", f"brighter than {goods}: {level} ({where} for them)"
         return "darker", f"darker than {goods}: {level} ({where} for them)"
-    if name in ("dark_lines", "bright_lines", "dark_spots", "bright_spots"):
+    if name in ("dark_lines", "bright_lines"):
         tone = "dark" if name.startswith("dark") else "bright"
+        # The line features are logarithms of the line strength, which is in
+        # units of the image's level: about the line's contrast with its sides.
+        strength, typical = (max(math.exp(value) - LINE_STRENGTH_FLOOR, 0.0) for value in (query, reference))
+        than = "darker" if tone == "dark" else "brighter"
         if higher:
             return (
                 f"{tone}_line",
-                f"thin {tone} line or spot: top-hat {_ratio(query, reference):.1f}x {possessive}",
+                f"thin {tone} line: {100 * strength:.0f}% {than} than its sides ({100 * typical:.0f}% for {goods})",
             )
+        return (
+            "texture_missing",
+            f"texture missing: fewer {tone} lines ({100 * strength:.0f}% where {goods} have {100 * typical:.0f}%)",
+        )
+    if name in ("dark_spots", "bright_spots"):
+        tone = "dark" if name.startswith("dark") else "bright"
+        if higher:
+            return f"{tone}_line", f"small {tone} spot or line: top-hat {_ratio(query, reference):.1f}x {possessive}"
         return (
             "texture_missing",
             f"texture missing: fewer {tone} details (top-hat {_ratio(query, reference):.2f}x {possessive})",
