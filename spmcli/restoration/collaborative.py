@@ -88,14 +88,14 @@ DEFAULT_MAX_GROUP = 32
 KAISER_BETA = 2.0
 # Values held per block (patch positions x coefficients x arrays): about
 # 256 MB in float32. Grey images up to about 512x512 are one block.
-BLOCK_VALUES = 64 * 2**20
+BLOCK_VALUES = 16 * 2**20
 # Group members filtered at once: bounds the working memory of one chunk (a
 # few arrays of CHUNK_MEMBERS x 64 float32 values, 8 MB each) and keeps it in
 # cache.
 CHUNK_MEMBERS = 32768
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CollaborativeStep:
     """The parameters of one collaborative step.
 
@@ -113,6 +113,9 @@ class CollaborativeStep:
         factor of the gain.
     transform : str
         The 2-D patch transform (:func:`~spmcli.restoration.patch_transforms.patch_transform`).
+    basis : ndarray, optional
+        An orthonormal forward transform (rows) to use instead, such as one
+        from :func:`~spmcli.restoration.patch_transforms.learn_sparsifying_transform`.
     """
 
     mode: str
@@ -123,6 +126,7 @@ class CollaborativeStep:
     distance_threshold: float
     shrink: float
     transform: str
+    basis: np.ndarray | None = None
 
 
 def collaborative_step(
@@ -131,6 +135,7 @@ def collaborative_step(
     pilot: np.ndarray | None,
     step: CollaborativeStep,
     *,
+    guide: np.ndarray | None = None,
     block_values: int = BLOCK_VALUES,
     callback: ProgressCallback | None = None,
     stage: str = "",
@@ -147,6 +152,9 @@ def collaborative_step(
         The pilot estimate (``"wiener"`` mode only).
     step : CollaborativeStep
         What to do.
+    guide : ndarray, shape (H, W), optional
+        The image groups are found on; by default the first plane of
+        ``pilot`` (Wiener) or of ``noisy`` (hard thresholding).
     block_values : int
         Memory budget of one block, in float32 values.
     callback : callable, optional
@@ -163,6 +171,8 @@ def collaborative_step(
     wiener = step.mode == "wiener"
     noisy = np.ascontiguousarray(noisy, dtype=np.float32)
     pilot = np.ascontiguousarray(pilot, dtype=np.float32) if wiener else None
+    if guide is not None:
+        guide = np.ascontiguousarray(guide, dtype=np.float32)
     ref_rows = grid_axis(height, p, step.reference_stride)
     ref_cols = grid_axis(width, p, step.reference_stride)
     # Block side in references, a multiple of the matching tile (so that the
@@ -185,8 +195,8 @@ def collaborative_step(
             right = min(width, int(block_cols[-1]) + step.search_radius + p)
             area = (slice(top, bottom), slice(left, right))
             filtering.run(
-                noisy[area], None if pilot is None else pilot[area], block_rows - top, block_cols - left,
-                numerator[area], denominator[area],
+                noisy[area], None if pilot is None else pilot[area], None if guide is None else guide[area],
+                block_rows - top, block_cols - left, numerator[area], denominator[area],
             )  # fmt: skip
     return numerator / denominator
 
@@ -205,13 +215,17 @@ class _BlockFilter:
     ) -> None:
         self.step = step
         self.n_channels = n_channels
-        forward, inverse = patch_transform(step.transform, step.patch_size)
+        if step.basis is not None:
+            forward, inverse = step.basis, step.basis.T
+        else:
+            forward, inverse = patch_transform(step.transform, step.patch_size)
         self.forward_t = np.ascontiguousarray(forward.T, dtype=np.float32)
         self.inverse = inverse.astype(np.float32)
-        # Groups are matched on DCT coefficients (distances are then patch
-        # distances); with a DCT step these are the step's own coefficients.
+        # Groups are matched on coefficients in an orthonormal basis (distances
+        # are then patch distances): the step's own when its basis is orthonormal.
+        self.orthonormal = step.basis is not None or step.transform == "dct"
         self.match_forward_t = self.forward_t
-        if step.transform != "dct":
+        if not self.orthonormal:
             self.match_forward_t = np.ascontiguousarray(patch_transform("dct", step.patch_size)[0].T, dtype=np.float32)
         self.window = kaiser_window(step.patch_size, KAISER_BETA)
         if step.mode == "wiener":
@@ -226,6 +240,7 @@ class _BlockFilter:
         self,
         noisy: np.ndarray,
         pilot: np.ndarray | None,
+        guide: np.ndarray | None,
         ref_rows: np.ndarray,
         ref_cols: np.ndarray,
         numerator: np.ndarray,
@@ -244,11 +259,12 @@ class _BlockFilter:
         pilot_coefficients = None
         if pilot is not None:
             pilot_coefficients = [coefficients(pilot[:, :, c], self.forward_t) for c in range(self.n_channels)]
-        guide = (pilot if pilot is not None else noisy)[:, :, 0]
-        if self.step.transform == "dct":
+        if guide is not None:
+            features = coefficients(guide, self.match_forward_t)
+        elif self.orthonormal:
             features = (pilot_coefficients if pilot is not None else noisy_coefficients)[0]
         else:
-            features = coefficients(guide, self.match_forward_t)
+            features = coefficients((pilot if pilot is not None else noisy)[:, :, 0], self.match_forward_t)
         rows, cols, distances = block_match(
             features.reshape(n_pos_rows, n_pos_cols, n_values), ref_rows, ref_cols,
             self.step.search_radius, self.step.max_group,
@@ -308,16 +324,15 @@ class _BlockFilter:
             residual = np.count_nonzero(keep.reshape(size, n_groups, n_values), axis=(0, 2))
         group_weight = (1.0 / np.maximum(residual, 1e-6)).astype(np.float32)
         estimates = (across.T @ groups).reshape(-1, n_values)
-        flat = positions.ravel()
         member_weight = np.tile(group_weight, size)
         # Sum the weighted members per position: one sparse (positions x
-        # members) product, over the span of positions this chunk touches.
-        low, high = int(flat.min()), int(flat.max()) + 1
+        # members) product over the positions this chunk touches.
+        touched, member_row = np.unique(positions, return_inverse=True)
         adder = scipy.sparse.csr_matrix(
-            (member_weight, (flat - low, np.arange(flat.size))), shape=(high - low, flat.size)
+            (member_weight, (member_row.ravel(), np.arange(member_row.size))), shape=(touched.size, member_row.size)
         )
-        sums[low:high] += adder @ estimates
-        weights[low:high] += np.bincount(flat - low, weights=member_weight, minlength=high - low)
+        sums[touched] += adder @ estimates
+        weights[touched] += np.bincount(member_row.ravel(), weights=member_weight, minlength=touched.size)
 
     def _aggregate(
         self,

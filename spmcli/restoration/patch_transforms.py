@@ -81,3 +81,69 @@ def patch_transform(name: str, patch_size: int) -> tuple[np.ndarray, np.ndarray]
 def kaiser_window(patch_size: int, beta: float) -> np.ndarray:
     one = np.kaiser(patch_size, beta) if beta > 0 else np.ones(patch_size)
     return np.outer(one, one).astype(np.float32)
+
+
+def learn_sparsifying_transform(
+    patches: np.ndarray, threshold: float, *, n_iterations: int = 10, initial: np.ndarray | None = None
+) -> np.ndarray:
+    """Learn an orthonormal transform in which ``patches`` are sparse (the constant atom kept first).
+
+    Alternates hard thresholding of the coefficients with the closed-form
+    orthonormal (Procrustes) update of the transform [1]_ [2]_, minimising
+    ``||W x - z||^2`` over sparse ``z`` and orthonormal ``W``, on the patches'
+    mean-removed parts; the first row stays the constant (mean) atom, so a
+    group's mean keeps its meaning in the collaborative filters.
+
+    Parameters
+    ----------
+    patches : ndarray, shape (n_patches, patch_size**2)
+        Training patches, flattened in C order (a square patch size).
+    threshold : float
+        Coefficients below this are set to zero in each sparse-coding step
+        (the scale of the patches: 1.5 sigma for a denoised pilot).
+    n_iterations : int
+        Alternations.
+    initial : ndarray, optional
+        The start (by default the orthonormal 2-D DCT).
+
+    Returns
+    -------
+    ndarray, shape (patch_size**2, patch_size**2)
+        Orthonormal forward transform (rows); its transpose is the inverse.
+
+    References
+    ----------
+    .. [1] S. Ravishankar and Y. Bresler, "Closed-Form Solutions Within
+           Sparsifying Transform Learning", ICASSP 2013.
+    .. [2] S. Ravishankar and Y. Bresler, "l0 Sparsifying Transform Learning
+           With Efficient Optimal Updates and Convergence Guarantees", IEEE
+           Trans. Signal Processing 63(9), 2015.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> patches = rng.normal(size=(2000, 16))
+    >>> transform = learn_sparsifying_transform(patches, 1.0)
+    >>> bool(np.allclose(transform @ transform.T, np.eye(16)))
+    True
+    """
+    n_values = patches.shape[1]
+    patch_size = round(np.sqrt(n_values))
+    if patch_size * patch_size != n_values:
+        raise ValueError(f"patches of {n_values} values are not square")
+    start = dct_matrix(patch_size) if initial is None else None
+    start = np.kron(start, start) if initial is None else np.asarray(initial, dtype=np.float64)
+    # Learn within the orthogonal complement of the constant atom.
+    complement = start[1:].T  # (n_values, n_values - 1), orthonormal columns
+    centred = patches - patches.mean(axis=1, keepdims=True)
+    # float32 products (2x faster); the rotation itself is kept in float64.
+    data = (centred @ complement).astype(np.float32)  # (n_patches, n_values - 1)
+    rotation = np.eye(n_values - 1)
+    for _ in range(n_iterations):
+        codes = data @ rotation.T.astype(np.float32)
+        codes *= np.abs(codes) >= threshold
+        # Procrustes: the orthonormal rotation closest to mapping data onto codes.
+        left, _, right = np.linalg.svd((codes.T @ data).astype(np.float64))
+        rotation = left @ right
+    return np.vstack([start[:1], rotation @ complement.T])

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .collaborative import (
     DEFAULT_MAX_GROUP,
@@ -44,6 +45,7 @@ from .collaborative import (
     from_planes,
     to_planes,
 )
+from .patch_transforms import learn_sparsifying_transform
 
 __all__ = ["DEFAULT_NOISE_FACTOR", "OPPONENT_COLOURS", "collaborative_wiener"]
 
@@ -54,6 +56,13 @@ DISTANCE_THRESHOLD = 400 / 255**2
 # Below 1 the filter shrinks less than the textbook Wiener gain, which makes
 # up for a pilot that is itself shrunk; the bm3d package uses 0.4.
 DEFAULT_NOISE_FACTOR = 0.6
+TRANSFORMS = ("learned", "dct")
+# The learned transform: trained on up to this many patches of the pilot (an
+# even grid of positions), coefficients below LEARN_THRESHOLD * sigma counted
+# as zero. Measured on six Set12 images at sigma 25 against the DCT: +0.018 dB
+# at 1.0 sigma, +0.023 at 1.5 and 2.0, +0.013 at 3.0.
+LEARN_PATCHES = 20000
+LEARN_THRESHOLD = 1.5
 
 
 def collaborative_wiener(
@@ -67,6 +76,7 @@ def collaborative_wiener(
     reference_stride: int = DEFAULT_REFERENCE_STRIDE,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
     distance_threshold: float = DISTANCE_THRESHOLD,
+    transform: str = "learned",
     callback: Callable[[str, int, int], None] | None = None,
 ) -> np.ndarray:
     """Wiener-filter groups of similar noisy patches, using a pilot estimate.
@@ -97,6 +107,10 @@ def collaborative_wiener(
     distance_threshold : float
         Mean squared difference per pixel of the pilot's patches (0..1
         scale) within which candidates join a group.
+    transform : {"learned", "dct"}
+        The 2-D patch transform: an orthonormal sparsifying transform learned
+        from the pilot's patches (:func:`learned_transform`), or the DCT
+        (BM3D's).
     callback : callable, optional
         ``callback("wiener", refs_done, refs_total)``.
 
@@ -128,9 +142,30 @@ def collaborative_wiener(
     check_group(max_group, search_radius, reference_stride, patch_size)
     if not noise_factor > 0:
         raise ValueError(f"noise_factor must be positive, got {noise_factor}")
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+    pilot_planes = to_planes(pilot)
+    basis = learned_transform(pilot_planes[:, :, 0], patch_size, noise_sigma) if transform == "learned" else None
     step = CollaborativeStep(
-        "wiener", patch_size, max_group, search_radius, reference_stride, distance_threshold, noise_factor, "dct"
-    )
-    estimate = collaborative_step(to_planes(noisy), noise_sigma, to_planes(pilot), step, callback=callback,
+        "wiener", patch_size, max_group, search_radius, reference_stride, distance_threshold, noise_factor, "dct",
+        basis,
+    )  # fmt: skip
+    estimate = collaborative_step(to_planes(noisy), noise_sigma, pilot_planes, step, callback=callback,
                                   stage="wiener")  # fmt: skip
     return from_planes(estimate, noisy.shape)
+
+
+def learned_transform(pilot: np.ndarray, patch_size: int, noise_sigma: float) -> np.ndarray:
+    """An orthonormal 2-D transform in which the pilot's patches are sparse.
+
+    Learned (:func:`~spmcli.restoration.patch_transforms.learn_sparsifying_transform`,
+    from the DCT) on up to :data:`LEARN_PATCHES` patches of ``pilot`` taken on
+    an even grid of positions, with coefficients below ``LEARN_THRESHOLD *
+    noise_sigma`` counted as zero: the image's own sparsifying basis, in place
+    of BM3D's fixed DCT.
+    """
+    windows = sliding_window_view(np.asarray(pilot, dtype=np.float64), (patch_size, patch_size))
+    n_rows, n_cols = windows.shape[:2]
+    step = max(1, int(np.ceil(np.sqrt(n_rows * n_cols / LEARN_PATCHES))))
+    patches = windows[::step, ::step].reshape(-1, patch_size * patch_size)
+    return learn_sparsifying_transform(patches, LEARN_THRESHOLD * noise_sigma)
