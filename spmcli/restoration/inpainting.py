@@ -72,6 +72,10 @@ BIHARMONIC_MAX_MISSING = 250_000
 MAX_PASSES = 30
 MIN_PASSES = 6
 FULL_SCHEDULE_DENSITY = 0.25
+# Observed context kept around the holes, beyond one search radius and two
+# patches: what the first guess interpolates from and a learned dictionary
+# learns from.
+CONTEXT_MARGIN = 16
 # Patches coded at once in the dictionary stage.
 BAND_PATCHES = 32768
 
@@ -311,10 +315,15 @@ def inpaint(
                 f"the dictionary's atoms have {atoms.shape[-1]} values, but {patch_size}x{patch_size} patches "
                 f"with {n_channels} channel(s) need {expected}"
             )
-    observed = ~missing[:, :, None]
     stages: dict[str, int] = {}
     if not missing.any():
         return InpaintResult(pixels.copy(), atoms, stages)
+    # Everything works on the crop around the holes (with context to group,
+    # interpolate and learn from): a small hole in a large image costs little.
+    full_image = image
+    area = _hole_area(missing, CONTEXT_MARGIN + search_radius + 2 * patch_size)
+    image, missing = image[area], missing[area]
+    observed = ~missing[:, :, None]
 
     def restore(estimate: np.ndarray) -> np.ndarray:
         return np.where(observed, image, np.clip(estimate, 0.0, 1.0))
@@ -361,24 +370,26 @@ def inpaint(
                     callback("sparse coding", done, coding_passes)
             stages["sparse_coding"] = coding_passes
 
-    result = estimate[:, :, 0] if grey else estimate
+    filled = full_image.copy()
+    filled[area] = estimate
+    result = filled[:, :, 0] if grey else filled
     return InpaintResult(result, atoms, stages, patches_processed)
 
 
-def _first_guess(image: np.ndarray, missing: np.ndarray, kind: str) -> np.ndarray:
-    """The first estimate, computed on the crop around the holes only (plus a margin)."""
+def _hole_area(missing: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The bounding box of the missing pixels, widened by ``margin`` (within the image)."""
     rows = np.flatnonzero(missing.any(axis=1))
     cols = np.flatnonzero(missing.any(axis=0))
-    # The margin gives the interpolation observed pixels around each hole to
-    # lean on (the smooth guess widens its kernel until it finds them).
-    margin = 16
-    top, bottom = max(0, rows[0] - margin), min(image.shape[0], rows[-1] + 1 + margin)
-    left, right = max(0, cols[0] - margin), min(image.shape[1], cols[-1] + 1 + margin)
-    crop = (slice(top, bottom), slice(left, right))
+    return (
+        slice(max(0, rows[0] - margin), min(missing.shape[0], rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(missing.shape[1], cols[-1] + 1 + margin)),
+    )
+
+
+def _first_guess(image: np.ndarray, missing: np.ndarray, kind: str) -> np.ndarray:
+    """The first estimate: biharmonic or the smooth coarse-to-fine fill."""
     guess = _biharmonic if kind == "biharmonic" else _normalised_convolution
-    result = image.copy()
-    result[crop] = guess(image[crop], missing[crop])
-    return result
+    return guess(image, missing)
 
 
 def _code_hole_patches(
