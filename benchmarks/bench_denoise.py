@@ -1,26 +1,34 @@
-"""Denoising benchmark: spmcli's K-SVD denoiser against BM3D, scikit-image and spm-image on Set12.
+"""Grey denoising benchmark: spmcli against bm3d on Set12 and Set14 (grey), in one run.
 
-``spmcli`` is the default (K-SVD, then collaborative Wiener filtering);
-``spmcli-ksvd-only`` is K-SVD alone (``wiener=False``, ``--no-wiener``).
+Columns:
 
-Protocol (DESIGN.md): each Set12 image plus white Gaussian noise of standard
+- ``spmcli``: ``spmcli.restoration.collaborative_denoise(noisy, sigma)``, the
+  default denoiser (collaborative hard thresholding, then collaborative Wiener
+  filtering with a transform learned from the pilot);
+- ``spmcli-ksvd``: ``ksvd_denoise(noisy, sigma)`` (K-SVD, then the Wiener step
+  with the K-SVD estimate as pilot: the previous default);
+- ``bm3d``: ``bm3d.bm3d(noisy, sigma)`` (the bm3d package; it runs on every
+  core the machine has);
+- optional ``tv``, ``wavelet``, ``nlm`` (scikit-image; TV at the best of five
+  weights, an oracle).
+
+Protocol (DESIGN.md): each image plus white Gaussian noise of standard
 deviation sigma (0..255 scale) drawn with ``np.random.default_rng(0)`` (a fresh
-generator per image and sigma), the noisy image kept as float (not clipped),
-PSNR with peak 255 and SSIM against the clean image. In the same run and
-process: ``bm3d.bm3d``, ``skimage.restoration`` TV (Chambolle, the best of
-five weights: an oracle), wavelet (BayesShrink) and NL-means, and spm-image's
-KSVD (slow; a subset of images). Extra rows at sigma 25: spmcli with
-``--sigma auto`` (the estimate's time included), and the clipped uint8 PNG a
-user has: the whole ``spmcli reconstruct`` process (interpreter start, read,
-denoise, write) timed from outside, against bm3d on the same uint8 image, both
-as a call in this process and as a whole process (a minimal script: imports,
-read, ``bm3d.bm3d``, write).
-Everything runs on one BLAS thread.
+generator per image and sigma), the noisy image kept as float, PSNR on peak
+255. Set14 images are converted to grey as a user would (PIL ``convert("L")``,
+ITU-R 601 luma); barbara, lenna, man and pepper also appear in Set12 (as other
+crops or versions). In-process columns are the call alone, one BLAS thread.
+
+Whole process against whole process (``--process``, on by default): the noisy
+image clipped and saved as 8-bit PNG; ``spmcli-process`` is a minimal program
+(interpreter start, ``import spmcli``, read, ``collaborative_denoise``, write:
+what ``spmcli reconstruct`` runs) and ``bm3d-process`` the same for bm3d
+(imports, ``imageio`` read, ``bm3d.bm3d``, write), each timed from outside.
 
 Usage::
 
-    flock /tmp/spmcli-heavy.lock python benchmarks/bench_denoise.py                # full table
-    python benchmarks/bench_denoise.py --images 01,02 --sigmas 25 --methods spmcli,bm3d  # quick check
+    flock /tmp/spmcli-timing.lock python benchmarks/bench_denoise.py                   # both sets, 3 sigmas
+    python benchmarks/bench_denoise.py --sets Set12 --images 01,02 --sigmas 25 --no-process   # quick check
 """
 
 from __future__ import annotations
@@ -38,90 +46,30 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from spmcli.io.images import read_image, write_image
-from spmcli.metrics import psnr, ssim
+from spmcli.metrics import psnr
+from spmcli.restoration.collaborative_denoising import collaborative_denoise
 from spmcli.restoration.denoising import ksvd_denoise
-from spmcli.restoration.noise import estimate_noise_sigma
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-ALL_METHODS = ("spmcli", "spmcli-ksvd-only", "bm3d", "tv", "wavelet", "nlm", "spmimage")
-# Published BM3D means on BSD68 (Zhang et al., DnCNN, 2017), for orientation.
-PUBLISHED_BM3D_BSD68 = {15: 31.07, 25: 28.57, 50: 25.62}
+METHODS = ("spmcli", "spmcli-ksvd", "bm3d", "tv", "wavelet", "nlm")
+DEFAULT_METHODS = "spmcli,spmcli-ksvd,bm3d"
+# Published BM3D means on Set12 (Zhang et al., DnCNN, 2017, Table 2).
+PUBLISHED_BM3D_SET12 = {15: 32.37, 25: 29.97, 50: 26.72}
+IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".jpg")
 
-
-def denoise_spmcli(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    return ksvd_denoise(noisy, sigma).image
-
-
-def denoise_spmcli_ksvd_only(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    return ksvd_denoise(noisy, sigma, wiener=False).image
-
-
-def denoise_spmcli_auto(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    return ksvd_denoise(noisy, estimate_noise_sigma(noisy)).image
-
-
-def denoise_bm3d(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    import bm3d
-
-    return bm3d.bm3d(noisy, sigma)
-
-
-def denoise_tv(noisy: np.ndarray, sigma: float, clean: np.ndarray) -> tuple[np.ndarray, float]:
-    """Chambolle TV at the best of five weights (an oracle); returns the image and one call's seconds."""
-    from skimage.restoration import denoise_tv_chambolle
-
-    best, best_psnr, seconds = None, -np.inf, 0.0
-    for factor in (0.5, 0.75, 1.0, 1.5, 2.0):
-        started = time.perf_counter()
-        candidate = denoise_tv_chambolle(noisy, weight=factor * sigma)
-        elapsed = time.perf_counter() - started
-        value = psnr(clean, candidate)
-        if value > best_psnr:
-            best, best_psnr, seconds = candidate, value, elapsed
-    return best, seconds
-
-
-def denoise_wavelet(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    from skimage.restoration import denoise_wavelet
-
-    return denoise_wavelet(noisy, sigma=sigma, method="BayesShrink", mode="soft", rescale_sigma=True)
-
-
-def denoise_nlm(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    from skimage.restoration import denoise_nl_means
-
-    return denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
-
-
-def denoise_spmimage(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    """spm-image's KSVD on 8x8 patches: trained on 10,000 mean-removed patches
-    (sparsity 4, 10 approximate-K-SVD iterations), then every patch coded with
-    scikit-learn's OMP to the (1.15 sigma)^2 error target and averaged."""
-    from sklearn.feature_extraction.image import extract_patches_2d, reconstruct_from_patches_2d
-    from spmimage.decomposition import KSVD
-
-    patches = extract_patches_2d(noisy, (8, 8)).reshape(-1, 64)
-    means = patches.mean(axis=1, keepdims=True)
-    centred = patches - means
-    rng = np.random.default_rng(0)
-    training = centred[rng.choice(centred.shape[0], size=10000, replace=False)]
-    model = KSVD(n_components=256, transform_n_nonzero_coefs=4, transform_max_iter=1000, max_iter=10, random_state=0)
-    model.fit(training)
-    model.set_params(transform_alpha=64 * (1.15 * sigma) ** 2, transform_n_nonzero_coefs=None)
-    rebuilt = model.transform(centred) @ model.components_ + means
-    return reconstruct_from_patches_2d(rebuilt.reshape(-1, 8, 8), noisy.shape)
-
-
-def run_cli_uint8(noisy_png: Path, output: Path, sigma255: float) -> float:
-    """Seconds for the whole ``python -m spmcli reconstruct`` process."""
-    return timed_process([sys.executable, "-m", "spmcli", "-q", "reconstruct", str(noisy_png), "-o", str(output),
-                          "--sigma", f"{sigma255:g}"])  # fmt: skip
-
-
-# The smallest whole program a bm3d user would run on a PNG: read, denoise, write.
+# The smallest whole programs a user would run on a PNG: read, denoise, write.
+SPMCLI_PROCESS = """
+import sys
+from spmcli.io.images import read_image, write_image
+from spmcli.restoration.collaborative_denoising import collaborative_denoise
+image = read_image(sys.argv[1])
+denoised = collaborative_denoise(image.pixels, float(sys.argv[3]) / 255).image
+write_image(sys.argv[2], denoised, dtype=image.dtype)
+"""
 BM3D_PROCESS = """
 import sys
 import bm3d
@@ -131,11 +79,29 @@ noisy = iio.imread(sys.argv[1]).astype(np.float64) / 255
 denoised = bm3d.bm3d(noisy, float(sys.argv[3]) / 255)
 iio.imwrite(sys.argv[2], np.clip(np.round(denoised * 255), 0, 255).astype(np.uint8))
 """
+BM3D_RGB_PROCESS = BM3D_PROCESS.replace("bm3d.bm3d(", "bm3d.bm3d_rgb(")
 
 
-def run_bm3d_process_uint8(noisy_png: Path, output: Path, sigma255: float) -> float:
-    """Seconds for a whole Python process running bm3d on the PNG (read and write included)."""
-    return timed_process([sys.executable, "-c", BM3D_PROCESS, str(noisy_png), str(output), f"{sigma255:g}"])
+def load_set(data: Path, set_name: str, colour: bool = False) -> dict[str, np.ndarray]:
+    """The images of a set as float 0..1 (grey via PIL's ITU-R 601 luma, or RGB)."""
+    paths = sorted(path for path in (data / set_name).iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    images = {}
+    for path in paths:
+        with Image.open(path) as image:
+            if colour and image.mode == "L":
+                continue  # a grey image in a colour set
+            images[path.stem] = np.asarray(image.convert("RGB" if colour else "L"), dtype=np.float64) / 255
+    return images
+
+
+def add_noise(clean: np.ndarray, sigma255: float) -> np.ndarray:
+    return clean + np.random.default_rng(0).standard_normal(clean.shape) * sigma255 / 255
+
+
+def timed(function, *args) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started
 
 
 def timed_process(command: list[str]) -> float:
@@ -145,124 +111,128 @@ def timed_process(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def timed(function, *args) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
-    result = function(*args)
-    return result, time.perf_counter() - started
+def run_process(program: str, noisy: np.ndarray, sigma255: float, folder: Path) -> tuple[np.ndarray, float]:
+    """Save the noisy image as 8-bit PNG, run ``program`` on it as a fresh process; output and seconds."""
+    source, target = folder / "noisy.png", folder / "out.png"
+    write_image(source, np.clip(noisy, 0, 1), dtype="uint8")
+    seconds = timed_process([sys.executable, "-c", program, str(source), str(target), f"{sigma255:g}"])
+    return read_image(target).pixels, seconds
+
+
+def denoise(method: str, noisy: np.ndarray, sigma: float, clean: np.ndarray) -> tuple[np.ndarray, float]:
+    if method == "spmcli":
+        return timed(lambda: collaborative_denoise(noisy, sigma).image)
+    if method == "spmcli-ksvd":
+        return timed(lambda: ksvd_denoise(noisy, sigma).image)
+    if method == "bm3d":
+        import bm3d
+
+        return timed(bm3d.bm3d, noisy, sigma)
+    if method == "tv":
+        from skimage.restoration import denoise_tv_chambolle
+
+        candidates = [timed(denoise_tv_chambolle, noisy, factor * sigma) for factor in (0.5, 0.75, 1.0, 1.5, 2.0)]
+        return max(candidates, key=lambda candidate: psnr(clean, candidate[0]))
+    if method == "wavelet":
+        from skimage.restoration import denoise_wavelet
+
+        return timed(lambda: denoise_wavelet(noisy, sigma=sigma, method="BayesShrink", mode="soft", rescale_sigma=True))
+    from skimage.restoration import denoise_nl_means
+
+    return timed(lambda: denoise_nl_means(noisy, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6))
+
+
+def machine_line() -> str:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"Machine: {os.cpu_count()} cores ({usable} usable), one BLAS thread, Python {sys.version.split()[0]}"
+
+
+def command_line() -> str:
+    return "Command: " + " ".join(shlex.quote(part) for part in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding Set12/")
-    parser.add_argument("--images", default=None, help="comma-separated image names, e.g. 01,02 (default: all 12)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding Set12/ and Set14/")
+    parser.add_argument("--sets", default="Set12,Set14")
+    parser.add_argument("--images", default=None, help="comma-separated image names (default: all)")
     parser.add_argument("--sigmas", default="15,25,50", help="noise levels on the 0..255 scale")
-    parser.add_argument("--methods", default=",".join(ALL_METHODS), help=f"subset of {','.join(ALL_METHODS)}")
-    parser.add_argument("--spmimage-images", default="01,02", help="images spm-image's (slow) KSVD runs on")
-    parser.add_argument("--no-extras", action="store_true", help="skip the sigma-auto and uint8-PNG rows")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"subset of {','.join(METHODS)}")
+    parser.add_argument("--no-process", action="store_true", help="skip the whole-process timings")
     args = parser.parse_args()
-
-    folder = args.data / "Set12"
-    names = args.images.split(",") if args.images else sorted(path.stem for path in folder.glob("*.png"))
-    sigmas = [float(value) for value in args.sigmas.split(",")]
     methods = [name for name in args.methods.split(",") if name]
-    unknown = set(methods) - set(ALL_METHODS)
-    if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}")
-    spmimage_names = set(args.spmimage_images.split(","))
-    print("Command: " + " ".join(shlex.quote(part) for part in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]))
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"Machine: {os.cpu_count()} cores ({affinity} usable), one BLAS thread, Python {sys.version.split()[0]}")
-    print()
-
-    clean_images = {name: read_image(folder / f"{name}.png").pixels for name in names}
-    temporary = Path(tempfile.mkdtemp(prefix="bench_denoise_"))
-    with threadpool_limits(limits=1):
-        for sigma255 in sigmas:
-            sigma = sigma255 / 255.0
-            columns = list(methods)
-            if sigma255 == 25 and not args.no_extras:
-                columns += ["spmcli-auto", "bm3d-uint8", "spmcli-cli-uint8", "bm3d-process-uint8"]
-            results: dict[str, dict[str, tuple[float, float, float]]] = {column: {} for column in columns}
-            for name in names:
-                clean = clean_images[name]
-                noisy = clean + np.random.default_rng(0).standard_normal(clean.shape) * sigma
-                line = [name]
+    if set(methods) - set(METHODS):
+        parser.error(f"unknown methods {sorted(set(methods) - set(METHODS))}")
+    print(command_line())
+    print(machine_line())
+    summary = []
+    folder = Path(tempfile.mkdtemp(prefix="bench_denoise_"))
+    for set_name in args.sets.split(","):
+        images = load_set(args.data, set_name)
+        if args.images:
+            images = {name: image for name, image in images.items() if name in args.images.split(",")}
+        for sigma255 in [float(value) for value in args.sigmas.split(",")]:
+            columns = list(methods) + ([] if args.no_process else ["spmcli-process", "bm3d-process"])
+            results: dict[str, dict[str, tuple[float, float]]] = {column: {} for column in columns}
+            for name, clean in images.items():
+                noisy = add_noise(clean, sigma255)
                 for column in columns:
-                    if column == "spmimage" and name not in spmimage_names:
-                        continue
-                    if column == "tv":
-                        image, seconds = denoise_tv(noisy, sigma, clean)
-                    elif column == "bm3d-uint8":
-                        noisy8 = np.round(np.clip(noisy, 0, 1) * 255) / 255
-                        image, seconds = timed(denoise_bm3d, noisy8, sigma)
-                    elif column in ("spmcli-cli-uint8", "bm3d-process-uint8"):
-                        noisy_png, output = temporary / f"{name}_noisy.png", temporary / f"{name}_{column}.png"
-                        write_image(noisy_png, np.clip(noisy, 0, 1), dtype="uint8")
-                        run = run_cli_uint8 if column == "spmcli-cli-uint8" else run_bm3d_process_uint8
-                        seconds = run(noisy_png, output, sigma255)
-                        image = read_image(output).pixels
+                    if column.endswith("-process"):
+                        program = SPMCLI_PROCESS if column == "spmcli-process" else BM3D_PROCESS
+                        image, seconds = run_process(program, noisy, sigma255, folder)
                     else:
-                        function = {
-                            "spmcli": denoise_spmcli, "spmcli-ksvd-only": denoise_spmcli_ksvd_only,
-                            "spmcli-auto": denoise_spmcli_auto, "bm3d": denoise_bm3d,
-                            "wavelet": denoise_wavelet, "nlm": denoise_nlm, "spmimage": denoise_spmimage,
-                        }[column]  # fmt: skip
-                        image, seconds = timed(function, noisy, sigma)
-                    results[column][name] = (psnr(clean, image), ssim(clean, image), seconds)
-                    line.append(f"{column} {results[column][name][0]:.2f}/{seconds:.1f}s")
-                print("  " + "  ".join(line), file=sys.stderr, flush=True)
-            print_table(sigma255, names, columns, results)
+                        with threadpool_limits(limits=1):
+                            image, seconds = denoise(column, noisy, sigma255 / 255, clean)
+                    results[column][name] = (psnr(clean, image), seconds)
+                line = "  ".join(f"{c} {results[c][name][0]:.2f}/{results[c][name][1]:.1f}s" for c in columns)
+                print(f"  {set_name} {sigma255:g} {name}: {line}", file=sys.stderr, flush=True)
+            summary.append(print_table(set_name, sigma255, list(images), columns, results))
+    print_summary(summary)
 
 
-def print_table(sigma255: float, names: list[str], columns: list[str], results: dict) -> None:
-    print(f"### Set12, sigma {sigma255:g}: PSNR (dB) per image")
-    print()
+def print_table(set_name: str, sigma255: float, names: list[str], columns: list[str], results: dict) -> dict:
+    print(f"\n#### {set_name} (grey), sigma {sigma255:g}: PSNR (dB) per image\n")
     print("| image | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for name in names:
-        cells = [f"{results[column][name][0]:.2f}" if name in results[column] else "-" for column in columns]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-
-    def mean(column: str, index: int, subset: list[str] | None = None) -> str:
-        values = [results[column][name][index] for name in (subset or names) if name in results[column]]
-        if not values:
-            return "-"
-        return f"{np.mean(values):.{3 if index == 1 else 2}f}"
-
-    print("| **mean PSNR** | " + " | ".join(f"**{mean(column, 0)}**" for column in columns) + " |")
-    print("| mean SSIM | " + " | ".join(mean(column, 1) for column in columns) + " |")
-    print("| mean seconds/image | " + " | ".join(mean(column, 2) for column in columns) + " |")
-    print("| median seconds/image | " + " | ".join(
-        f"{np.median([results[column][n][2] for n in names if n in results[column]]):.2f}"
-        if results[column] else "-" for column in columns) + " |")  # fmt: skip
-    if results.get("bm3d"):
-        ratios, slowest = [], []
-        for column in columns:
-            shared = [n for n in names if n in results[column] and n in results["bm3d"]]
-            if not shared:
-                ratios.append("-")
-                slowest.append("-")
-                continue
-            per_image = [results["bm3d"][n][2] / results[column][n][2] for n in shared]
-            ratios.append(f"{np.median(per_image):.2f}x")
-            slowest.append(f"{np.min(per_image):.2f}x")
-        print("| median speed vs bm3d (bm3d s / method s, per image) | " + " | ".join(ratios) + " |")
-        print("| lowest per-image speed vs bm3d | " + " | ".join(slowest) + " |")
-    if results.get("spmcli-cli-uint8") and results.get("bm3d-process-uint8"):
-        per_image = [results["bm3d-process-uint8"][n][2] / results["spmcli-cli-uint8"][n][2] for n in names]
+        print(f"| {name} | " + " | ".join(f"{results[column][name][0]:.2f}" for column in columns) + " |")
+    means = {column: np.mean([results[column][n][0] for n in names]) for column in columns}
+    print("| **mean PSNR** | " + " | ".join(f"**{means[column]:.2f}**" for column in columns) + " |")
+    print(
+        "| median seconds | "
+        + " | ".join(f"{np.median([results[column][n][1] for n in names]):.2f}" for column in columns)
+        + " |"
+    )
+    row = {"set": set_name, "sigma": sigma255, "means": means}
+    if "bm3d" in results and "spmcli" in results:
+        ratio = [results["bm3d"][n][1] / results["spmcli"][n][1] for n in names]
+        print(f"\nIn-process call against call: spmcli {np.median(ratio):.2f}x faster than bm3d (median image).")
+    if "spmcli-process" in results:
+        ratio = [results["bm3d-process"][n][1] / results["spmcli-process"][n][1] for n in names]
+        median_image = sorted(names, key=lambda n: results["bm3d-process"][n][1])[len(names) // 2]
+        row.update(process_median=float(np.median(ratio)), process_min=float(np.min(ratio)))
         print(
-            f"\nWhole process against whole process (uint8 PNG in, PNG out, interpreter start included): "
-            f"spmcli is {np.median(per_image):.2f}x faster than bm3d for the median image, "
-            f"{np.min(per_image):.2f}x for the slowest, {np.max(per_image):.2f}x for the fastest."
+            f"Whole process against whole process (8-bit PNG in and out): spmcli {np.median(ratio):.2f}x faster "
+            f"than bm3d for the median image ({np.min(ratio):.2f}x the slowest ratio, {np.max(ratio):.2f}x the "
+            f"highest; median bm3d process time {results['bm3d-process'][median_image][1]:.2f} s)."
         )
-    subset_columns = [column for column in columns if 0 < len(results[column]) < len(names)]
-    for column in subset_columns:
-        subset = sorted(results[column])
-        others = ", ".join(f"{other} {mean(other, 0, subset)}" for other in columns if other != column)
-        print(f"\n{column} ran on images {', '.join(subset)} only; on those: {column} {mean(column, 0)}, {others}.")
-    if sigma255 in PUBLISHED_BM3D_BSD68:
-        print(f"\nPublished BM3D on BSD68 at sigma {sigma255:g}: {PUBLISHED_BM3D_BSD68[sigma255]} dB (DnCNN paper).")
-    print()
+    return row
+
+
+def print_summary(rows: list[dict]) -> None:
+    print("\n#### Summary: mean PSNR (dB); speed = bm3d process seconds / spmcli process seconds, median image\n")
+    print("| set | sigma | spmcli | bm3d | spmcli - bm3d | spmcli-ksvd | published BM3D | speed (median / lowest) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        means = row["means"]
+        published = PUBLISHED_BM3D_SET12.get(int(row["sigma"]), "-") if row["set"] == "Set12" else "-"
+        speed = f"{row['process_median']:.2f}x / {row['process_min']:.2f}x" if "process_median" in row else "-"
+        diff = means["spmcli"] - means["bm3d"] if "spmcli" in means and "bm3d" in means else float("nan")
+        print(
+            f"| {row['set']} | {row['sigma']:g} | {means.get('spmcli', float('nan')):.2f} | "
+            f"{means.get('bm3d', float('nan')):.2f} | {diff:+.2f} | {means.get('spmcli-ksvd', float('nan')):.2f} | "
+            f"{published} | {speed} |"
+        )
 
 
 if __name__ == "__main__":

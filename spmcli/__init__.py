@@ -52,6 +52,7 @@ _EXPORTS = {
     "ksvd_denoise": "restoration.denoising",
     "reconstruct_with_dictionary": "restoration.denoising",
     "collaborative_wiener": "restoration.wiener",
+    "collaborative_denoise": "restoration.collaborative_denoising",
     "inpaint": "restoration.inpainting",
     "tv_denoise": "restoration.total_variation",
     "estimate_noise_sigma": "restoration.noise",

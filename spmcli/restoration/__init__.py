@@ -1,6 +1,7 @@
-"""Image restoration built on the sparse core: K-SVD denoising and reconstruction
-over a dictionary, collaborative Wiener filtering, inpainting, total-variation
-denoising (with its SURE check) and noise-level estimation.
+"""Image restoration built on the sparse core: denoising by collaborative
+filtering (BM3D's two steps) and by K-SVD, reconstruction over a dictionary,
+inpainting, total-variation denoising (with its SURE check) and noise-level
+estimation.
 
 Plain functions on numpy arrays on the 0..1 scale; a scale that cannot be meant
 for such data (a 0..255 sigma, say) is a ``ValueError`` saying so.
@@ -13,6 +14,9 @@ _EXPORTS = {
     "ksvd_denoise": "denoising",
     "reconstruct_with_dictionary": "denoising",
     "collaborative_wiener": "wiener",
+    "CollaborativeResult": "collaborative_denoising",
+    "collaborative_denoise": "collaborative_denoising",
+    "collaborative_hard_thresholding": "hard_thresholding",
     "InpaintResult": "inpainting",
     "inpaint": "inpainting",
     "TVResult": "total_variation",
@@ -24,6 +28,19 @@ __getattr__, __dir__ = lazy_attributes(
     __name__,
     globals(),
     _EXPORTS,
-    ("denoising", "wiener", "inpainting", "total_variation", "tv_solvers", "tv_sure", "noise"),
+    (
+        "denoising",
+        "collaborative_denoising",
+        "collaborative",
+        "block_matching",
+        "patch_transforms",
+        "hard_thresholding",
+        "wiener",
+        "inpainting",
+        "total_variation",
+        "tv_solvers",
+        "tv_sure",
+        "noise",
+    ),
 )
 __all__ = sorted(_EXPORTS)

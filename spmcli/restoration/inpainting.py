@@ -1,40 +1,39 @@
 """Inpainting: fill the missing pixels of an image from the pixels that are there.
 
-The image is filled in three stages, each starting from the previous estimate
-and always putting the observed pixels back after every pass:
+The image is filled in up to three stages, observed pixels always kept:
 
 1. **First guess**: biharmonic interpolation
    (``skimage.restoration.inpaint_biharmonic``), or for very many missing
    pixels (where that solve becomes slow and memory-hungry) a coarse-to-fine
    normalised Gaussian convolution. Both are smooth and defined everywhere, so
    holes that no patch observes are never left black.
-2. **Iterative thresholding over the orthonormal patch DCT** [2]_ [3]_: the
-   overlapping patches of the current estimate are transformed, coefficients
-   below a threshold are set to zero, the patches are averaged back and the
-   observed pixels restored; the threshold decreases geometrically from pass
-   to pass, so strong structures (edges, stripes) come first and finer detail
-   later. This brings back texture that a smooth interpolation cannot.
-3. **A dictionary learned from the image** (K-SVD from the overcomplete DCT
-   [1]_, on patches of the current estimate, whose observed pixels are the
-   data) or the ``atoms`` given, and a few passes of sparse coding (batch OMP)
-   of the estimate's patches over it, again with the observed pixels restored.
+2. **Iterated collaborative hard thresholding** [1]_ [2]_
+   (:mod:`spmcli.restoration.collaborative_inpainting`): groups of similar
+   patches of the current estimate go to a 3-D transform domain (2-D DCT, Haar
+   across the group), coefficients below a threshold are set to zero, the
+   patches are averaged back and the observed pixels restored; the threshold
+   decreases geometrically from pass to pass, so strong structures come first
+   and finer detail later. Grouping brings in the image's other, similar
+   patches, which a patch-by-patch model cannot use. Only patches holding a
+   missing pixel are filtered, so time and memory follow the hole.
+3. Optionally, **a dictionary** (the ``atoms`` given, or one learned with
+   K-SVD from the estimate when ``learn_iterations > 0``) and passes of sparse
+   coding (batch OMP) of the patches holding a missing pixel over it [3]_ [4]_.
 
-Colour images are processed in an orthonormal luminance/chroma basis (the
-thresholding stage, channel by channel) and with colour atoms (the dictionary
-stage). Everything works band by band over the patch grid, so memory holds a
-few copies of the image plus one band of patches.
+Colour images are processed in an orthonormal luminance/chroma basis, with
+the groups found on the luminance; the dictionary stage uses colour atoms.
 
 References
 ----------
-.. [1] M. Aharon, M. Elad and A. Bruckstein, "K-SVD: An Algorithm for Designing
-       Overcomplete Dictionaries for Sparse Representation", IEEE Trans. Signal
-       Processing 54(11), 2006.
+.. [1] X. Li, "Image Recovery Via Hybrid Sparse Representations: A
+       Deterministic Annealing Approach", IEEE J. Selected Topics in Signal
+       Processing 5(5), 2011.
 .. [2] O. G. Guleryuz, "Nonlinear approximation based image recovery using
        adaptive sparse reconstructions and iterated denoising", IEEE Trans.
        Image Processing 15(3), 2006.
-.. [3] M. Elad, J.-L. Starck, P. Querre and D. L. Donoho, "Simultaneous
-       cartoon and texture image inpainting using morphological component
-       analysis (MCA)", Applied and Computational Harmonic Analysis 19(3), 2005.
+.. [3] M. Aharon, M. Elad and A. Bruckstein, "K-SVD: An Algorithm for Designing
+       Overcomplete Dictionaries for Sparse Representation", IEEE Trans. Signal
+       Processing 54(11), 2006.
 .. [4] J. Mairal, M. Elad and G. Sapiro, "Sparse Representation for Color
        Image Restoration", IEEE Trans. Image Processing 17(1), 2008.
 """
@@ -46,29 +45,39 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.fft import dct
 from threadpoolctl import threadpool_limits
 
 from ..io.scale import require_unit_image, require_unit_value
 from ..sparse.dictionary import dct_dictionary
 from ..sparse.ksvd import KSVD
 from ..sparse.omp import batch_omp
-from ..sparse.patches import as_channels_last, sample_patches
+from ..sparse.patches import as_channels_last, grid_axis, sample_patches
+from .collaborative_inpainting import FillSettings, collaborative_fill
 
-__all__ = ["InpaintResult", "inpaint", "threshold_schedule"]
+__all__ = ["InpaintResult", "automatic_passes", "inpaint", "threshold_schedule"]
 
-# Progress callback: (stage name, passes done, passes in the stage).
+# Progress callback: (stage name, done, total).
 ProgressCallback = Callable[[str, int, int], None]
 
-# Patches per band: bounds the memory of one pass (a band of 32k 8x8 patches
-# is 16 MB in float64) while keeping the numpy calls large.
-BAND_PATCHES = 32768
 FIRST_GUESSES = ("auto", "biharmonic", "smooth")
 # skimage's biharmonic solve grows faster than linearly with the size of the
 # holes: measured 9.5 s and about 1 GB for 210k missing pixels (512x512 with 80%
 # missing), 100 s and 4.2 GB for 840k. Above this many missing pixels "auto"
 # takes the linear-time smooth guess instead.
 BIHARMONIC_MAX_MISSING = 250_000
+# Passes of the collaborative stage (threshold 0.15 down to 0.01). Measured on
+# four Set12 images: 20 passes gave +2.47/+1.57 dB over biharmonic at 50/80%
+# missing, 30 +2.70/+1.76, 40 +2.72/+1.86. With 1% of pixels missing at
+# random (four images), 6-10 passes match or beat 30 (32.3 against 31.8 dB).
+MAX_PASSES = 30
+MIN_PASSES = 6
+FULL_SCHEDULE_DENSITY = 0.25
+# Observed context kept around the holes, beyond one search radius and two
+# patches: what the first guess interpolates from and a learned dictionary
+# learns from.
+CONTEXT_MARGIN = 16
+# Patches coded at once in the dictionary stage.
+BAND_PATCHES = 32768
 
 
 @dataclass
@@ -84,11 +93,16 @@ class InpaintResult:
         The dictionary of the last stage (learned or given), one atom per row.
     stages : dict
         Passes run per stage, for reports.
+    patches_processed : int
+        Reference patches filtered, summed over the passes of the
+        collaborative stage, plus patches coded in the dictionary stage:
+        each holds a missing pixel, so this follows the hole, not the image.
     """
 
     pixels: np.ndarray
     atoms: np.ndarray | None
     stages: dict = field(default_factory=dict)
+    patches_processed: int = 0
 
 
 def threshold_schedule(n_passes: int, start: float, stop: float) -> np.ndarray:
@@ -98,11 +112,30 @@ def threshold_schedule(n_passes: int, start: float, stop: float) -> np.ndarray:
     return start * (stop / start) ** (np.arange(n_passes) / max(n_passes - 1, 1))
 
 
-def _orthonormal_patch_dct(patch_size: int) -> np.ndarray:
-    """The separable orthonormal 2-D DCT-II of a patch: rows are the basis
-    images, flattened in C order (the first is the constant)."""
-    basis_1d = dct(np.eye(patch_size), norm="ortho", axis=0)
-    return np.kron(basis_1d, basis_1d)
+def automatic_passes(missing: np.ndarray, patch_size: int = 8) -> int:
+    """Passes of the collaborative stage for a mask: :data:`MAX_PASSES` when
+    missing pixels are, on average, surrounded by at least
+    :data:`FULL_SCHEDULE_DENSITY` of missing pixels (holes, scribbles, dense
+    random masks), proportionally fewer (at least :data:`MIN_PASSES`) for
+    sparser masks, whose first guess is already close.
+
+    The density is the mean, over missing pixels, of the share of missing
+    pixels in the patch-sized window around each.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> holes = np.zeros((64, 64), bool); holes[20:40, 20:40] = True
+    >>> automatic_passes(holes)
+    30
+    >>> automatic_passes(np.random.default_rng(0).random((64, 64)) < 0.01)
+    6
+    """
+    from scipy.ndimage import uniform_filter
+
+    local = uniform_filter(missing.astype(np.float64), size=patch_size, mode="constant")
+    density = float(local[missing].mean()) if missing.any() else 0.0
+    return int(np.clip(round(MAX_PASSES * density / FULL_SCHEDULE_DENSITY), MIN_PASSES, MAX_PASSES))
 
 
 def _colour_basis(n_channels: int) -> np.ndarray:
@@ -111,76 +144,6 @@ def _colour_basis(n_channels: int) -> np.ndarray:
         return np.ones((1, 1))
     basis, _ = np.linalg.qr(np.column_stack([np.ones(n_channels), np.eye(n_channels)[:, :-1]]))
     return basis * np.sign(basis[0, 0])
-
-
-def _patch_filter(
-    image: np.ndarray, patch_size: int, stride: int, transform: Callable[[np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """Apply ``transform`` to every patch of ``image`` (H, W, C) on a regular
-    grid and average the overlaps.
-
-    The image is reflect-padded at the bottom and right so that the grid
-    (every ``stride`` pixels) ends exactly on its edge; then patches are
-    strided views and overlaps are added with plain slices, which is several
-    times faster than a general patch grid. Grid rows go in bands of at most
-    :data:`BAND_PATCHES` patches, so memory stays bounded.
-    ``transform`` maps patches ``(n, patch_size**2 * C)`` (C-order (p, p, C)
-    blocks, the layout of dictionary atoms) to the same shape.
-    """
-    height, width = image.shape[:2]
-    n_rows = -(-(height - patch_size) // stride) + 1
-    n_cols = -(-(width - patch_size) // stride) + 1
-    padded_height, padded_width = patch_size + stride * (n_rows - 1), patch_size + stride * (n_cols - 1)
-    padded = np.pad(image, ((0, padded_height - height), (0, padded_width - width), (0, 0)), mode="symmetric")
-    windows = sliding_window_view(padded, (patch_size, patch_size), axis=(0, 1))[::stride, ::stride]
-    windows = windows.transpose(0, 1, 3, 4, 2)  # (rows, cols, p, p, C)
-    total = np.zeros_like(padded)
-    weight = np.zeros((padded_height, padded_width, 1))
-    rows_per_band = max(1, BAND_PATCHES // n_cols)
-    for first in range(0, n_rows, rows_per_band):
-        last = min(first + rows_per_band, n_rows)
-        block = windows[first:last].reshape((last - first) * n_cols, -1)
-        block = transform(np.ascontiguousarray(block)).reshape(last - first, n_cols, patch_size, patch_size, -1)
-        top = first * stride
-        for dy in range(patch_size):
-            row_slice = slice(top + dy, top + dy + stride * (last - first - 1) + 1, stride)
-            for dx in range(patch_size):
-                col_slice = slice(dx, dx + stride * (n_cols - 1) + 1, stride)
-                total[row_slice, col_slice] += block[:, :, dy, dx]
-                weight[row_slice, col_slice] += 1.0
-    return (total / weight)[:height, :width]
-
-
-def _hard_threshold(basis: np.ndarray, threshold: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Patches to their orthonormal-DCT approximation keeping coefficients
-    at least ``threshold`` in size (and always the mean)."""
-
-    def transform(patches: np.ndarray) -> np.ndarray:
-        coefficients = patches @ basis.T
-        small = np.abs(coefficients) < threshold
-        small[:, 0] = False
-        coefficients[small] = 0.0
-        return coefficients @ basis
-
-    return transform
-
-
-def _sparse_approximation(
-    atoms: np.ndarray, remove_mean: bool, tol: float, sparsity: int, n_channels: int
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Patches to their batch-OMP approximation over ``atoms``."""
-
-    def transform(patches: np.ndarray) -> np.ndarray:
-        if remove_mean:
-            grouped = patches.reshape(patches.shape[0], -1, n_channels)
-            means = grouped.mean(axis=1, keepdims=True)
-            patches = (grouped - means).reshape(patches.shape)
-        rebuilt = batch_omp(patches, atoms, sparsity=sparsity, tol=tol).reconstruct(atoms)
-        if remove_mean:
-            rebuilt = (rebuilt.reshape(rebuilt.shape[0], -1, n_channels) + means).reshape(rebuilt.shape)
-        return rebuilt
-
-    return transform
 
 
 def _biharmonic(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -241,11 +204,13 @@ def inpaint(
     patch_size: int = 8,
     remove_mean: bool = True,
     n_atoms: int = 256,
-    threshold_passes: int = 25,
-    threshold_start: float = 60 / 255,
-    threshold_stop: float = 4 / 255,
-    stride: int = 2,
-    learn_iterations: int = 3,
+    threshold_passes: int | None = None,
+    threshold_start: float = 0.15,
+    threshold_stop: float = 0.01,
+    stride: int = 3,
+    search_radius: int = 8,
+    max_group: int = 16,
+    learn_iterations: int = 0,
     learn_patches: int = 3000,
     sparsity: int = 8,
     coding_passes: int = 1,
@@ -263,26 +228,32 @@ def inpaint(
     missing : ndarray of bool, shape (H, W)
         True where a pixel is missing (all its channels).
     atoms : ndarray, shape (n_atoms, patch_size**2 * C), optional
-        A dictionary to use in the last stage instead of learning one.
+        A dictionary for the last stage (sparse coding over it).
     patch_size : int
         Side of the square patches (the given dictionary's, with ``atoms``).
     remove_mean : bool
         Whether patches lose their per-channel mean before coding over ``atoms``
         (the learned dictionary always works on mean-removed patches).
     n_atoms : int
-        Atoms to learn.
-    threshold_passes, threshold_start, threshold_stop : int, float, float
-        Passes of iterative DCT thresholding and the first and last threshold
-        (0..1 scale); 0 passes skips the stage.
+        Atoms to learn (with ``learn_iterations > 0``).
+    threshold_passes, threshold_start, threshold_stop : int or None, float, float
+        Passes of collaborative hard thresholding and the first and last
+        threshold (0..1 scale); 0 passes skips the stage. By default the
+        passes follow the mask (:func:`automatic_passes`): up to
+        :data:`MAX_PASSES` for holes, fewer for scattered missing pixels.
     stride : int
-        Step between overlapping patches in every pass.
+        Step between reference patches (collaborative stage) and between coded
+        patches (dictionary stage).
+    search_radius, max_group : int
+        Similar patches are searched within about ``search_radius`` pixels,
+        at most ``max_group`` (a power of two) per group.
     learn_iterations, learn_patches : int
         K-SVD iterations, and patches of the estimate it learns from; 0
-        iterations skips learning (and, without ``atoms``, the whole stage).
+        iterations (the default) learns no dictionary.
     sparsity : int
         Most atoms per patch when coding over the dictionary.
     coding_passes : int
-        Passes of sparse coding over the dictionary.
+        Passes of sparse coding over the dictionary (when there is one).
     coding_rmse : tuple of float
         Target RMS error per pixel of each coding pass (0..1 scale); the last
         value repeats for further passes.
@@ -294,7 +265,7 @@ def inpaint(
     seed : int, optional
         Seed of the K-SVD patch sample.
     callback : callable, optional
-        ``callback(stage, done, total)`` after each pass of each stage.
+        ``callback(stage, done, total)`` as each stage progresses.
 
     Returns
     -------
@@ -309,7 +280,7 @@ def inpaint(
 
     References
     ----------
-    See the module docstring: K-SVD [1]_, iterative thresholding [2]_ [3]_.
+    See the module docstring: collaborative filtering [1]_ [2]_, K-SVD [3]_.
 
     Examples
     --------
@@ -317,7 +288,7 @@ def inpaint(
     >>> y, x = np.mgrid[:32, :32] / 32
     >>> image = 0.5 + 0.3 * np.sin(6 * x + 4 * y)
     >>> missing = np.random.default_rng(0).random(image.shape) < 0.3
-    >>> result = inpaint(np.where(missing, 0.0, image), missing, learn_iterations=0)
+    >>> result = inpaint(np.where(missing, 0.0, image), missing)
     >>> bool(np.abs(result.pixels - image).max() < 0.02)
     True
     """
@@ -329,6 +300,10 @@ def inpaint(
         require_unit_value(value, "coding_rmse")
     if first_guess not in FIRST_GUESSES:
         raise ValueError(f"first_guess must be one of {FIRST_GUESSES}, got {first_guess!r}")
+    if not 1 <= stride <= patch_size:
+        raise ValueError(f"stride must be between 1 and the patch size {patch_size}, got {stride}")
+    if max_group < 1 or max_group & (max_group - 1):
+        raise ValueError(f"max_group must be a power of two, got {max_group}")
     grey = pixels.ndim == 2
     image = as_channels_last(pixels)
     n_channels = image.shape[2]
@@ -340,40 +315,38 @@ def inpaint(
                 f"the dictionary's atoms have {atoms.shape[-1]} values, but {patch_size}x{patch_size} patches "
                 f"with {n_channels} channel(s) need {expected}"
             )
-    observed = ~missing[:, :, None]
     stages: dict[str, int] = {}
+    if not missing.any():
+        return InpaintResult(pixels.copy(), atoms, stages)
+    # Everything works on the crop around the holes (with context to group,
+    # interpolate and learn from): a small hole in a large image costs little.
+    full_image = image
+    area = _hole_area(missing, CONTEXT_MARGIN + search_radius + 2 * patch_size)
+    image, missing = image[area], missing[area]
+    observed = ~missing[:, :, None]
 
     def restore(estimate: np.ndarray) -> np.ndarray:
         return np.where(observed, image, np.clip(estimate, 0.0, 1.0))
 
-    if not missing.any():
-        return InpaintResult(pixels.copy(), atoms, stages)
-
+    patches_processed = 0
     with threadpool_limits(limits=1, user_api="blas"):
         if first_guess == "auto":
             first_guess = "biharmonic" if missing.sum() <= BIHARMONIC_MAX_MISSING else "smooth"
-        guess = _biharmonic if first_guess == "biharmonic" else _normalised_convolution
-        estimate = restore(guess(image, missing))
+        estimate = restore(_first_guess(image, missing, first_guess))
         stages[first_guess] = 1
         if callback is not None:
             callback(first_guess, 1, 1)
 
-        # Stage 2: thresholding in a decorrelated colour space, plane by plane.
+        # Stage 2: collaborative hard thresholding in a decorrelated colour space.
+        if threshold_passes is None:
+            threshold_passes = automatic_passes(missing, patch_size)
         thresholds = threshold_schedule(threshold_passes, threshold_start, threshold_stop)
         if thresholds.size:
             colour = _colour_basis(n_channels)
-            basis = _orthonormal_patch_dct(patch_size)
-            planes_observed = image @ colour
-            planes = estimate @ colour
-            for done, threshold in enumerate(thresholds, start=1):
-                transform = _hard_threshold(basis, threshold)
-                for channel in range(n_channels):
-                    filled = _patch_filter(planes[:, :, channel : channel + 1], patch_size, stride, transform)
-                    planes[:, :, channel] = np.where(missing, filled[:, :, 0], planes_observed[:, :, channel])
-                if callback is not None:
-                    callback("thresholding", done, thresholds.size)
+            settings = FillSettings(tuple(float(t) for t in thresholds), patch_size, max_group, search_radius, stride)
+            planes, patches_processed = collaborative_fill(estimate @ colour, missing, settings, callback=callback)
             estimate = restore(planes @ colour.T)
-            stages["thresholding"] = int(thresholds.size)
+            stages["collaborative"] = int(thresholds.size)
 
         # Stage 3: a dictionary learned from (or given for) this image.
         use_remove_mean = remove_mean if atoms is not None else True
@@ -388,14 +361,79 @@ def inpaint(
             n_features = patch_size * patch_size * n_channels
             for done in range(1, coding_passes + 1):
                 rmse = coding_rmse[min(done - 1, len(coding_rmse) - 1)]
-                transform = _sparse_approximation(atoms, use_remove_mean, n_features * rmse**2, sparsity, n_channels)
-                estimate = restore(_patch_filter(estimate, patch_size, stride, transform))
+                coded, estimate = _code_hole_patches(
+                    estimate, missing, atoms, use_remove_mean, n_features * rmse**2, sparsity, patch_size, stride
+                )
+                estimate = restore(estimate)
+                patches_processed += coded
                 if callback is not None:
                     callback("sparse coding", done, coding_passes)
             stages["sparse_coding"] = coding_passes
 
-    result = estimate[:, :, 0] if grey else estimate
-    return InpaintResult(result, atoms, stages)
+    filled = full_image.copy()
+    filled[area] = estimate
+    result = filled[:, :, 0] if grey else filled
+    return InpaintResult(result, atoms, stages, patches_processed)
+
+
+def _hole_area(missing: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The bounding box of the missing pixels, widened by ``margin`` (within the image)."""
+    rows = np.flatnonzero(missing.any(axis=1))
+    cols = np.flatnonzero(missing.any(axis=0))
+    return (
+        slice(max(0, rows[0] - margin), min(missing.shape[0], rows[-1] + 1 + margin)),
+        slice(max(0, cols[0] - margin), min(missing.shape[1], cols[-1] + 1 + margin)),
+    )
+
+
+def _first_guess(image: np.ndarray, missing: np.ndarray, kind: str) -> np.ndarray:
+    """The first estimate: biharmonic or the smooth coarse-to-fine fill."""
+    guess = _biharmonic if kind == "biharmonic" else _normalised_convolution
+    return guess(image, missing)
+
+
+def _code_hole_patches(
+    estimate: np.ndarray,
+    missing: np.ndarray,
+    atoms: np.ndarray,
+    remove_mean: bool,
+    tol: float,
+    sparsity: int,
+    patch_size: int,
+    stride: int,
+) -> tuple[int, np.ndarray]:
+    """Code the patches (on the stride grid) that hold a missing pixel over
+    ``atoms`` with batch OMP and average them onto the missing pixels.
+    Returns the number of patches coded and the new estimate."""
+    height, width, n_channels = estimate.shape
+    p = patch_size
+    rows = grid_axis(height, p, stride)
+    cols = grid_axis(width, p, stride)
+    grid_rows, grid_cols = np.meshgrid(rows, cols, indexing="ij")
+    counts = sliding_window_view(missing, (p, p))[grid_rows, grid_cols].any(axis=(2, 3))
+    pos_rows, pos_cols = grid_rows[counts], grid_cols[counts]
+    windows = sliding_window_view(estimate, (p, p), axis=(0, 1))  # (H', W', C, p, p)
+    numerator = np.zeros(height * width * n_channels)
+    denominator = np.zeros(height * width)
+    dy, dx = np.divmod(np.arange(p * p), p)
+    for start in range(0, pos_rows.size, BAND_PATCHES):
+        band_rows, band_cols = pos_rows[start : start + BAND_PATCHES], pos_cols[start : start + BAND_PATCHES]
+        patches = windows[band_rows, band_cols].transpose(0, 2, 3, 1).reshape(band_rows.size, -1)
+        grouped = patches.reshape(patches.shape[0], -1, n_channels)
+        means = grouped.mean(axis=1, keepdims=True) if remove_mean else np.zeros((patches.shape[0], 1, n_channels))
+        codes = batch_omp((grouped - means).reshape(patches.shape), atoms, sparsity=sparsity, tol=tol)
+        rebuilt = codes.reconstruct(atoms).reshape(grouped.shape) + means  # (n, p*p, C)
+        pixel = (band_rows[:, None] + dy[None, :]) * width + (band_cols[:, None] + dx[None, :])
+        for c in range(n_channels):
+            numerator[c::n_channels] += np.bincount(
+                pixel.ravel(), weights=rebuilt[:, :, c].ravel(), minlength=height * width
+            )
+        denominator += np.bincount(pixel.ravel(), minlength=height * width)
+    result = estimate.copy()
+    covered = (denominator > 0).reshape(height, width) & missing
+    weight = denominator.reshape(height, width)[covered][:, None]
+    result[covered] = numerator.reshape(height, width, n_channels)[covered] / weight
+    return int(pos_rows.size), result
 
 
 def _learn_from_estimate(

@@ -1,0 +1,140 @@
+"""Block matching: for each reference patch, the most similar patches around it.
+
+The distances from a tile of reference patches to every candidate patch of
+the tile's search window are one matrix product of patch vectors
+(``|r|^2 + |c|^2 - 2 r.c``); ``argpartition`` then keeps the nearest. On a
+256x256 image with a 39x39 window this takes about 0.1 s in numpy, where one
+pass over the image per displacement (running box sums of squared
+differences) took as long for an 11x11 window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["MATCH_TILE", "block_match", "group_sizes", "match_references"]
+
+# References per matching tile (TILE x TILE): a larger tile makes larger
+# matrix products but scans candidates beyond each reference's own window.
+MATCH_TILE = 8
+
+
+def block_match(
+    features: np.ndarray,
+    ref_rows: np.ndarray,
+    ref_cols: np.ndarray,
+    search_radius: int,
+    n_nearest: int,
+    tile: int = MATCH_TILE,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n_nearest`` patch positions closest to each reference of a grid, nearest first.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n_pos_rows, n_pos_cols, n_features), float32
+        One vector per patch position (the patch itself, or its coefficients
+        in an orthonormal basis: the same distances).
+    ref_rows, ref_cols : ndarray of int
+        The reference positions: every (row, col) pair of these increasing axes.
+    search_radius : int
+        Candidates lie within this many positions of the reference's tile.
+    n_nearest : int
+        Candidates kept per reference; the reference itself is always first.
+    tile : int
+        References matched together (``tile`` x ``tile`` of the grid).
+
+    Returns
+    -------
+    rows, cols : ndarray of int, shape (n_refs, n_nearest)
+        Positions of the nearest candidates, references in row-major order.
+    distances : ndarray of float32, shape (n_refs, n_nearest)
+        Squared feature distances, ascending; ``inf`` where a small image has
+        fewer candidates (those slots repeat the reference).
+    """
+    norms = np.einsum("rcf,rcf->rc", features, features)
+    n_refs = ref_rows.size * ref_cols.size
+    result = _empty_result(n_refs, n_nearest)
+    index = np.arange(n_refs).reshape(ref_rows.size, ref_cols.size)
+    for i in range(0, ref_rows.size, tile):
+        for j in range(0, ref_cols.size, tile):
+            rows, cols = np.meshgrid(ref_rows[i : i + tile], ref_cols[j : j + tile], indexing="ij")
+            ids = index[i : i + tile, j : j + tile].ravel()
+            _match_tile(features, norms, rows.ravel(), cols.ravel(), search_radius, n_nearest, ids, result)
+    return result
+
+
+def match_references(
+    features: np.ndarray,
+    ref_rows: np.ndarray,
+    ref_cols: np.ndarray,
+    search_radius: int,
+    n_nearest: int,
+    tile_span: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`block_match` for references anywhere (``ref_rows[i], ref_cols[i]``).
+
+    References are matched together by square cells of ``tile_span``
+    positions; cells without a reference cost nothing, so the time follows
+    the number of references, not the image size.
+    """
+    norms = np.einsum("rcf,rcf->rc", features, features)
+    result = _empty_result(ref_rows.size, n_nearest)
+    cells = (ref_rows // tile_span) * (features.shape[1] // tile_span + 1) + ref_cols // tile_span
+    order = np.argsort(cells, kind="stable")
+    starts = np.flatnonzero(np.diff(cells[order], prepend=-1))
+    for ids in np.split(order, starts[1:]):
+        _match_tile(features, norms, ref_rows[ids], ref_cols[ids], search_radius, n_nearest, ids, result)
+    return result
+
+
+def _empty_result(n_refs: int, n_nearest: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.empty((n_refs, n_nearest), dtype=np.int64),
+        np.empty((n_refs, n_nearest), dtype=np.int64),
+        np.empty((n_refs, n_nearest), dtype=np.float32),
+    )
+
+
+def _match_tile(
+    features: np.ndarray,
+    norms: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    search_radius: int,
+    n_nearest: int,
+    ids: np.ndarray,
+    result: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Match the references at ``rows, cols`` against every candidate within
+    ``search_radius`` of their bounding box; write rows ``ids`` of ``result``."""
+    n_rows, n_cols, n_features = features.shape
+    out_rows, out_cols, out_distances = result
+    top, bottom = max(0, int(rows.min()) - search_radius), min(n_rows, int(rows.max()) + search_radius + 1)
+    left, right = max(0, int(cols.min()) - search_radius), min(n_cols, int(cols.max()) + search_radius + 1)
+    width = right - left
+    candidates = features[top:bottom, left:right].reshape(-1, n_features)
+    distances = (features[rows, cols] * np.float32(-2.0)) @ candidates.T
+    distances += norms[top:bottom, left:right].reshape(1, -1)
+    distances += norms[rows, cols].reshape(-1, 1)
+    # The reference comes first whatever rounding says about its zero distance.
+    distances[np.arange(rows.size), (rows - top) * width + (cols - left)] = -1.0
+    k = min(n_nearest, distances.shape[1])
+    nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(distances, nearest, axis=1)
+    order = np.argsort(values, axis=1, kind="stable")
+    nearest = np.take_along_axis(nearest, order, axis=1)
+    out_rows[ids, :k] = top + nearest // width
+    out_cols[ids, :k] = left + nearest % width
+    out_distances[ids, :k] = np.maximum(np.take_along_axis(values, order, axis=1), 0.0)
+    if k < n_nearest:
+        out_rows[ids, k:] = out_rows[ids, :1]
+        out_cols[ids, k:] = out_cols[ids, :1]
+        out_distances[ids, k:] = np.inf
+
+
+def group_sizes(distances: np.ndarray, threshold: float, max_group: int) -> np.ndarray:
+    """Per reference: the largest power of two not above its number of
+    candidates within ``threshold``, at most ``max_group`` (at least 1)."""
+    count = np.count_nonzero(distances <= threshold, axis=1)
+    sizes = 2 ** np.floor(np.log2(np.maximum(count, 1))).astype(np.int64)
+    return np.minimum(sizes, max_group)

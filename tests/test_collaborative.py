@@ -1,0 +1,145 @@
+"""Tests of collaborative filtering: block matching, transforms, the two BM3D steps and their parameters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spmcli.metrics import psnr
+from spmcli.restoration.block_matching import block_match, group_sizes, match_references
+from spmcli.restoration.collaborative_denoising import collaborative_denoise
+from spmcli.restoration.hard_thresholding import collaborative_hard_thresholding, hard_distance_threshold
+from spmcli.restoration.patch_transforms import haar_matrix, learn_sparsifying_transform, patch_transform
+from spmcli.restoration.wiener import collaborative_wiener
+
+
+def blocks_and_stripes(size: int = 96) -> np.ndarray:
+    """Flat squares (left half) and a diagonal stripe texture (right half): a
+    known clean image with large flat areas and repeated structure."""
+    y, x = np.mgrid[:size, :size].astype(float)
+    image = np.where((y // 24 + x // 24) % 2 == 0, 0.3, 0.7)
+    stripes = 0.5 + 0.25 * np.sin(2 * np.pi * (x + y) / 8)
+    image[:, size // 2 :] = stripes[:, size // 2 :]
+    return image
+
+
+@pytest.fixture(scope="module")
+def noisy_case():
+    clean = blocks_and_stripes()
+    noisy = clean + np.random.default_rng(0).normal(0, 0.1, clean.shape)
+    pilot = collaborative_hard_thresholding(noisy, 0.1)
+    return clean, noisy, pilot
+
+
+def test_block_match_finds_exact_twins_first():
+    rng = np.random.default_rng(0)
+    tile = rng.uniform(0, 1, (4, 4))
+    image = np.tile(tile, (10, 10)).astype(np.float32)
+    features = np.lib.stride_tricks.sliding_window_view(image, (4, 4)).reshape(37, 37, 16).copy()
+    rows, cols, distances = block_match(features, np.array([8]), np.array([12]), 8, 8)
+    assert (rows[0, 0], cols[0, 0]) == (8, 12)  # the reference itself first
+    # Every other candidate at a distance of 0 is a shift by a multiple of the period.
+    exact = distances[0] < 1e-4
+    assert exact.sum() == 8
+    assert np.all((rows[0][exact] - 8) % 4 == 0) and np.all((cols[0][exact] - 12) % 4 == 0)
+    # Scattered references give the same answer as the grid.
+    scattered = match_references(features, np.array([8]), np.array([12]), 8, 8, 24)
+    np.testing.assert_array_equal(scattered[0], rows)
+
+
+def test_group_sizes_are_powers_of_two_within_the_threshold():
+    distances = np.array([[0, 1, 2, 3, 9, 9], [0, 9, 9, 9, 9, 9], [0, 0, 0, 0, 0, 0]], dtype=np.float32)
+    np.testing.assert_array_equal(group_sizes(distances, 3.0, 4), [4, 1, 4])
+
+
+def test_transforms_are_invertible_with_unit_norm_rows():
+    for name in ("dct", "bior1.5"):
+        forward, inverse = patch_transform(name, 8)
+        np.testing.assert_allclose(np.linalg.norm(forward, axis=1), 1.0)
+        np.testing.assert_allclose(inverse @ forward, np.eye(64), atol=1e-10)
+    haar = haar_matrix(8)
+    np.testing.assert_allclose(haar @ haar.T, np.eye(8), atol=1e-12)
+    np.testing.assert_allclose(haar[0], np.full(8, 1 / np.sqrt(8)))
+
+
+def test_learned_transform_is_orthonormal_and_sparser_than_the_dct():
+    # Patches of stripes at one oblique angle: not sparse in the DCT, sparse in an adapted basis.
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:8, :8]
+    phases = rng.uniform(0, 2 * np.pi, 3000)
+    amplitudes = rng.uniform(0.5, 1.0, 3000)
+    patches = amplitudes[:, None] * np.sin(2 * np.pi * (x + 0.37 * y).ravel() / 5.3 + phases[:, None])
+    learned = learn_sparsifying_transform(patches, 0.1)
+    np.testing.assert_allclose(learned @ learned.T, np.eye(64), atol=1e-10)
+    np.testing.assert_allclose(learned[0], np.full(64, 1 / 8))
+
+    def significant(transform):
+        return np.count_nonzero(np.abs(patches @ transform.T) > 0.1) / len(patches)
+
+    assert significant(learned) < 0.9 * significant(patch_transform("dct", 8)[0])
+
+
+def test_hard_distance_threshold_grows_with_the_noise():
+    assert hard_distance_threshold(50 / 255) - hard_distance_threshold(25 / 255) == pytest.approx(
+        2 * ((50 / 255) ** 2 - (25 / 255) ** 2)
+    )
+
+
+@pytest.mark.parametrize("noise_factor", [0.5, 1.0])
+def test_wiener_step_improves_on_its_pilot_and_the_learned_transform_helps(noisy_case, noise_factor):
+    clean, noisy, pilot = noisy_case
+    learned = collaborative_wiener(noisy, pilot, 0.1, noise_factor=noise_factor)
+    dct = collaborative_wiener(noisy, pilot, 0.1, noise_factor=noise_factor, transform="dct")
+    assert psnr(clean, pilot) > psnr(clean, noisy) + 15.0
+    assert psnr(clean, dct) > psnr(clean, pilot) + 0.1
+    # The oblique stripes are sparser in a basis learned from the pilot.
+    assert psnr(clean, learned) > psnr(clean, dct) + 0.1
+
+
+@pytest.mark.parametrize("level", [0.05, 0.5])
+@pytest.mark.parametrize("noise_factor", [0.5, 1.0])
+def test_flat_areas_stay_unbiased(level, noise_factor):
+    # A flat image: the output's mean is the noisy image's (the group mean
+    # passes unshrunk), even near black, and the noise is removed.
+    clean = np.full((64, 64), level)
+    noisy = clean + np.random.default_rng(3).normal(0, 0.05, clean.shape)
+    pilot = collaborative_hard_thresholding(noisy, 0.05)
+    filtered = collaborative_wiener(noisy, pilot, 0.05, noise_factor=noise_factor)
+    assert abs(filtered.mean() - noisy.mean()) < 0.001
+    assert filtered.std() < 0.05 / 10
+
+
+def test_collaborative_denoise_reports_its_settings_and_pilot(noisy_case):
+    clean, noisy, _ = noisy_case
+    result = collaborative_denoise(noisy, 0.1)
+    assert result.image.shape == clean.shape and result.pilot.shape == clean.shape
+    assert psnr(clean, result.image) > psnr(clean, result.pilot)
+    assert result.settings["method"] == "collaborative" and result.settings["noise_factor"] == 0.5
+
+
+def test_collaborative_denoise_colour_keeps_shape_and_helps():
+    rng = np.random.default_rng(1)
+    grey = blocks_and_stripes(64)
+    clean = np.stack([grey, 1 - grey, np.full_like(grey, 0.4)], axis=2)
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    result = collaborative_denoise(noisy, 0.1)
+    assert result.image.shape == clean.shape
+    assert psnr(clean, result.image) > psnr(clean, noisy) + 6.0
+
+
+def test_collaborative_denoise_is_deterministic():
+    clean = blocks_and_stripes(48)
+    noisy = clean + np.random.default_rng(2).normal(0, 0.1, clean.shape)
+    np.testing.assert_array_equal(collaborative_denoise(noisy, 0.1).image, collaborative_denoise(noisy, 0.1).image)
+
+
+def test_bad_parameters_are_refused():
+    image = np.zeros((32, 32))
+    with pytest.raises(ValueError, match="power of two"):
+        collaborative_denoise(image, 0.1, max_group=12)
+    with pytest.raises(ValueError, match="0..1 scale|scale"):
+        collaborative_denoise(image, 25.0)
+    with pytest.raises(ValueError, match="transform"):
+        collaborative_wiener(image, image, 0.1, transform="wavelet")
+    with pytest.raises(ValueError, match="smaller than"):
+        collaborative_hard_thresholding(np.zeros((6, 40)), 0.1)
