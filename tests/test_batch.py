@@ -78,9 +78,18 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     return {"root": root, "images": images, "good": good, "mask": root / "mask.png", "model": model}
 
 
-FAST_RECONSTRUCT = ["--sigma", "20", "--n-atoms", "32", "--iters", "2", "--training-patches", "400"]
+FAST_KSVD = ["--denoiser", "ksvd", "--n-atoms", "32", "--iters", "2", "--training-patches", "400"]
 COMMANDS = {
-    "reconstruct": lambda files, out: ["reconstruct", files["images"], "--output-dir", out, *FAST_RECONSTRUCT],
+    "reconstruct": lambda files, out: ["reconstruct", files["images"], "--output-dir", out, "--sigma", "20"],
+    "reconstruct-ksvd": lambda files, out: [
+        "reconstruct",
+        files["images"],
+        "--output-dir",
+        out,
+        "--sigma",
+        "20",
+        *FAST_KSVD,
+    ],
     "tv-denoise": lambda files, out: ["tv-denoise", files["images"], "--output-dir", out, "--sigma", "15"],
     "inpaint": lambda files, out: [
         "inpaint",
@@ -171,7 +180,8 @@ def test_a_signal_stops_cleanly_with_a_report_and_skip_existing_resumes(tmp_path
     folder = slow_batch(tmp_path)
     out, report, log = tmp_path / "out", tmp_path / "report.json", tmp_path / "stderr.txt"
     command = [sys.executable, "-m", "spmcli", "reconstruct", str(folder), "--output-dir", str(out),
-               "--sigma", "25", "--n-atoms", "64", "--iters", "3", "--report", str(report), "--jobs", jobs]  # fmt: skip
+               "--sigma", "25", "--denoiser", "ksvd", "--n-atoms", "64", "--iters", "3", "--report", str(report),
+               "--jobs", jobs]  # fmt: skip
     with open(log, "w") as stderr_file:  # a file, not a pipe: a full pipe could block the child
         process = subprocess.Popen(
             command,

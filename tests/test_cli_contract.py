@@ -74,10 +74,6 @@ def invoke(*arguments: object):
             "10",
             "--report",
             out / "new" / "r.json",
-            "--n-atoms",
-            "16",
-            "--iters",
-            "1",
         ],
         lambda images, out: [
             "inpaint",

@@ -137,7 +137,7 @@ def test_bad_parameters_are_refused():
     image = np.zeros((32, 32))
     with pytest.raises(ValueError, match="power of two"):
         collaborative_denoise(image, 0.1, max_group=12)
-    with pytest.raises(ValueError, match="0..1 scale|scale"):
+    with pytest.raises(ValueError, match=r"0\.\.1 .*scale|scale"):
         collaborative_denoise(image, 25.0)
     with pytest.raises(ValueError, match="transform"):
         collaborative_wiener(image, image, 0.1, transform="wavelet")

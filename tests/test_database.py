@@ -536,3 +536,36 @@ def test_a_forked_child_does_not_keep_a_killed_run_alive(tmp_path):
             assert database.runs()[0]["state"] == "abandoned"  # ...yet the run reads as killed
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def _open_at_once(barrier, path: str, results) -> None:
+    barrier.wait()
+    try:
+        with InspectionDatabase.open(Path(path), create=True) as database:
+            run_id = database.start_run(command="detect", command_line="detect", settings={}, model={"sha256": "m"})
+            database.finish_run(run_id, dict.fromkeys(database_module.COUNT_KEYS, 0), 0)
+        results.put("ok")
+    except Exception as error:  # reported to the parent, which asserts on it
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_processes_creating_the_same_database_at_once_all_succeed(tmp_path):
+    # Switching a new file to WAL needs an exclusive lock that SQLite refuses at once
+    # (no busy handler), and the header read must not see another process's half-made
+    # schema: both failed one process in five before they were handled.
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for trial in range(12):
+        barrier, results = context.Barrier(4), context.Queue()
+        processes = [
+            context.Process(target=_open_at_once, args=(barrier, str(tmp_path / f"{trial}.sqlite"), results))
+            for _ in range(4)
+        ]
+        for process in processes:
+            process.start()
+        failures += [outcome for outcome in (results.get(timeout=60) for _ in processes) if outcome != "ok"]
+        for process in processes:
+            process.join()
+    assert failures == []

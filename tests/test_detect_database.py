@@ -96,7 +96,8 @@ def test_two_overlapping_runs_score_each_image_once(model, tmp_path):
     incoming.mkdir()
     for index in range(24):
         Image.fromarray(texture(index)).save(incoming / f"img_{index:02d}.png")
-    command = [sys.executable, "-m", "spmcli", "detect", str(incoming), "--dict", str(model), "--db", str(database),
+    command = [sys.executable, "-m", "spmcli", "-v", "detect", str(incoming), "--dict", str(model),
+               "--db", str(database),
                "--new-only"]  # fmt: skip
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in "ab"]
     outcomes = [process.communicate(timeout=300) for process in processes]
@@ -115,7 +116,8 @@ def test_a_run_killed_mid_batch_leaves_a_readable_database(model, tmp_path):
     incoming.mkdir()
     for index in range(60):
         Image.fromarray(texture(index, size=160)).save(incoming / f"img_{index:02d}.png")
-    command = [sys.executable, "-m", "spmcli", "detect", str(incoming), "--dict", str(model), "--db", str(database),
+    command = [sys.executable, "-m", "spmcli", "-v", "detect", str(incoming), "--dict", str(model),
+               "--db", str(database),
                "--new-only"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

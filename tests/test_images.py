@@ -73,7 +73,8 @@ def test_jpeg_reads_and_writes_8_bit(tmp_path):
     PILImage.fromarray(array).save(tmp_path / "a.jpg", quality=95)
     image = read_image(tmp_path / "a.jpg")
     assert image.dtype == "uint8" and abs(image.pixels.mean() * 255 - 120) < 2
-    assert write_image(tmp_path / "b.jpg", image.pixels, dtype="uint16") == "uint8"
+    with pytest.warns(UserWarning, match="JPEG has no 16-bit samples"):
+        assert write_image(tmp_path / "b.jpg", image.pixels, dtype="uint16") == "uint8"
 
 
 def test_16_bit_colour_png_from_other_encoders_with_filters(tmp_path):

@@ -58,9 +58,7 @@ def test_sparse_image_with_30_percent_missing_is_recovered_almost_exactly():
     result = inpaint(np.where(missing, 0.0, image), missing)
     assert psnr_on(image, result.pixels, missing) > 45.0
     # And with a dictionary learned from the estimate after it, still close.
-    learned = inpaint(
-        np.where(missing, 0.0, image), missing, learn_iterations=3, n_atoms=64, learn_patches=500, seed=0
-    )
+    learned = inpaint(np.where(missing, 0.0, image), missing, learn_iterations=3, n_atoms=64, learn_patches=500, seed=0)
     assert learned.atoms.shape == (64, 64)
     assert psnr_on(image, learned.pixels, missing) > 40.0
 

@@ -20,7 +20,7 @@ from spmcli.restoration.noise import estimate_noise_sigma
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, save_dictionary
 
 # Small, fast settings for the CLI tests (the defaults are for real images).
-FAST = ["--n-atoms", "64", "--iters", "2", "--training-patches", "600"]
+FAST = ["--denoiser", "ksvd", "--n-atoms", "64", "--iters", "2", "--training-patches", "600"]
 
 
 def piecewise_smooth(size: int = 64) -> np.ndarray:

@@ -145,7 +145,9 @@ class StageBars:
     LABELS: ClassVar[dict[str, tuple[str, str]]] = {
         "train": ("K-SVD", "iter"),
         "code": ("coding", "patch"),
-        "wiener": ("Wiener", "band"),
+        "wiener": ("Wiener", "group"),
+        "hard thresholding": ("hard thresholding", "group"),
+        "collaborative": ("collaborative", "block"),
     }
 
     def __init__(self, ctx: click.Context) -> None:

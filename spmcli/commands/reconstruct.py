@@ -49,6 +49,10 @@ Examples:
     help="Noise standard deviation on the 0..255 scale (a fraction sigma/255 of the full range for 16-bit and "
     "float images), or 'auto' to estimate it.",
 )
+@click.option("--denoiser", type=click.Choice(["collaborative", "ksvd"]), default="collaborative", show_default=True,
+              help="Without --dict: collaborative filtering (groups of similar patches, hard thresholding then "
+              "Wiener over a transform learned from the image; matches BM3D at half its time or less) or the "
+              "K-SVD denoiser (a dictionary learned from the image, then the Wiener step).")  # fmt: skip
 @click.option("--sparsity", type=click.IntRange(min=1), default=None,
               help="With --dict: at most K atoms per patch (no error target unless --sigma is given).")  # fmt: skip
 @click.option("--patch-size", type=click.IntRange(2, 32), default=None, help="Patch side in pixels [default: 8].")
@@ -65,9 +69,8 @@ Examples:
 @click.option("--stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Step between coded patches (2: 20% faster, about 0.1 dB worse).")  # fmt: skip
 @click.option("--wiener/--no-wiener", default=True, show_default=True,
-              help="Finish with collaborative Wiener filtering of grouped similar patches (BM3D's second "
-              "step, K-SVD estimate as pilot): +0.4 dB on Set12 at sigma 25. Applies whenever a noise sigma "
-              "is used.")  # fmt: skip
+              help="With --denoiser ksvd or --dict: finish with collaborative Wiener filtering of grouped similar "
+              "patches (BM3D's second step, the sparse estimate as pilot): +0.4 dB on Set12 at sigma 25.")  # fmt: skip
 @report_option("sigma and how it was found, the settings used, atoms per patch, seconds, PSNR/SSIM with --reference")
 @reference_option
 @batch_options()
@@ -80,6 +83,7 @@ def command(
     output: str | None,
     output_dir: str | None,
     dict_path: str | None,
+    denoiser: str,
     sigma: float | str,
     sparsity: int | None,
     patch_size: int | None,
@@ -99,26 +103,31 @@ def command(
     scheduler: str | None,
     skip_existing: bool,
 ) -> None:
-    """Denoise IMAGES with K-SVD (Elad & Aharon 2006) and Wiener filtering, or rebuild them over --dict.
+    """Denoise IMAGES by collaborative filtering or K-SVD, or rebuild them over --dict.
 
-    Without --dict, a 256-atom dictionary of 8x8 patches is learned from each
-    noisy image itself (K-SVD from an overcomplete DCT start), every patch is
-    coded until its error matches the noise level, and the overlapping patches
-    are averaged with the noisy image. Colour images are coded as joint RGB
-    patches. Similar patches of that estimate are then grouped and the noisy
-    groups Wiener-filtered (Dabov et al. 2007; --no-wiener skips it). With
-    --dict, every patch is coded over the given dictionary (--sparsity K, or the
-    error target set by --sigma) and the overlaps averaged.
-    Outputs keep each input's dtype, channels and alpha.
+    Without --dict, the default denoiser groups similar 8x8 patches of each
+    image, hard-thresholds each group in a 3-D transform domain, and uses that
+    estimate as the pilot of collaborative Wiener filtering over a sparsifying
+    transform learned from the pilot (Dabov et al. 2007; Ravishankar & Bresler
+    2013). --denoiser ksvd learns a 256-atom dictionary from the noisy image
+    itself instead (Elad & Aharon 2006), codes every patch to the noise level
+    and averages them with the noisy image, then applies the Wiener step
+    (--no-wiener skips it). With --dict, every patch is coded over the given
+    dictionary (--sparsity K, or the error target set by --sigma). Colour is
+    processed jointly. Outputs keep each input's dtype, channels and alpha.
     """
     paths = expand_images(images, ctx)
     targets = output_paths(paths, output, output_dir)
     if report_path is not None:
         prepare_output_file(report_path, "--report", extensions=(".json",), inputs=paths)
     check_reference(reference, paths)
+    ksvd_only = ["n_atoms", "iters", "training_patches", "method", "gain", "noisy_weight", "stride", "wiener"]
     if dict_path is None:
-        refuse_unused(ctx, ["sparsity"], "without --dict (K-SVD denoising codes to the noise level)")
+        refuse_unused(ctx, ["sparsity"], "without --dict (denoising codes to the noise level)")
+        if denoiser == "collaborative":
+            refuse_unused(ctx, ksvd_only, "with --denoiser collaborative (they set the K-SVD denoiser)")
     else:
+        refuse_unused(ctx, ["denoiser"], "with --dict (the given dictionary codes the image)")
         refuse_unused(ctx, ["n_atoms", "iters", "training_patches", "method"], "with --dict (nothing is learned)")
         if sparsity is not None and not given(ctx, "sigma"):
             refuse_unused(
@@ -137,8 +146,9 @@ def command(
         raise click.BadParameter(f"must not exceed the patch size {patch_size}", param_hint="--stride")
     workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
     settings = task_module.ReconstructSettings(
-        dictionary=dict_path, sigma=sigma, use_sigma=dict_path is None or sparsity is None or given(ctx, "sigma"),
-        sparsity=sparsity, patch_size=patch_size, n_atoms=n_atoms, iterations=iters,
+        dictionary=dict_path, denoiser=denoiser, sigma=sigma,
+        use_sigma=dict_path is None or sparsity is None or given(ctx, "sigma"), sparsity=sparsity,
+        patch_size=patch_size, n_atoms=n_atoms, iterations=iters,
         training_patches=training_patches, method=method, gain=gain, noisy_weight=noisy_weight, stride=stride,
         wiener=wiener, reference=reference, seed=seed, max_pixels=max_pixels,
     )  # fmt: skip

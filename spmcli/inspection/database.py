@@ -238,8 +238,11 @@ class InspectionDatabase:
     serialised). Use it as a context manager, or call :meth:`close`.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, *, readonly: bool) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, *, readonly: bool, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> None:
         self.path = path
+        self._busy_timeout = busy_timeout
         self.readonly = readonly
         self._connection = connection
         self._mutex = threading.RLock()
@@ -311,7 +314,7 @@ class InspectionDatabase:
             )
         except sqlite3.Error as error:
             raise DatabaseError(_describe_sqlite_error(error), path) from None
-        database = cls(path, connection, readonly=readonly)
+        database = cls(path, connection, readonly=readonly, busy_timeout=busy_timeout)
         try:
             database._prepare()
         except BaseException:
@@ -331,9 +334,7 @@ class InspectionDatabase:
                         self.path,
                     )
                 return
-            if self._connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                # Changing the journal mode writes, so it doubles as the first write check.
-                self._connection.execute("PRAGMA journal_mode = WAL")
+            self._switch_to_wal()
             # In WAL mode NORMAL never corrupts and survives any process crash (SIGKILL
             # included); only an OS crash or power cut may lose the last commits. FULL
             # would add an fsync per image.
@@ -353,10 +354,44 @@ class InspectionDatabase:
             raise DatabaseError(_describe_sqlite_error(error), self.path) from None
 
     def _read_header(self) -> tuple[int, int, set[str]]:
-        version = self._connection.execute("PRAGMA user_version").fetchone()[0]
-        application_id = self._connection.execute("PRAGMA application_id").fetchone()[0]
-        tables = {row[0] for row in self._connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # One read transaction: three autocommit reads could straddle another process's
+        # creation of the schema and see its tables without its application id.
+        own_transaction = not self._connection.in_transaction
+        if own_transaction:
+            self._connection.execute("BEGIN")
+        try:
+            version = self._connection.execute("PRAGMA user_version").fetchone()[0]
+            application_id = self._connection.execute("PRAGMA application_id").fetchone()[0]
+            tables = {row[0] for row in self._connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            if own_transaction:
+                self._connection.execute("COMMIT")
         return version, application_id, tables
+
+    def _switch_to_wal(self) -> None:
+        """Put the database in WAL mode, waiting for other processes that hold it.
+
+        Changing the journal mode needs an exclusive lock, and SQLite fails that at once
+        with "database is locked" instead of calling the busy handler; two runs that
+        create the same database together would meet it. Changing the mode writes, so it
+        doubles as the first write check."""
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                mode = self._connection.execute("PRAGMA journal_mode").fetchone()[0].lower()
+                if (
+                    mode == "wal"
+                    or self._connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal"
+                ):
+                    return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error).lower() and "busy" not in str(error).lower():
+                    raise
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _check_header(self, version: int, application_id: int, tables: set[str]) -> None:
         if application_id != APPLICATION_ID and (application_id != 0 or version != 0 or tables):

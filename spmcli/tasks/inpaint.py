@@ -28,10 +28,10 @@ class InpaintSettings:
     dictionary: str | None = None
     patch_size: int = 8
     n_atoms: int = 256
-    passes: int = 25
-    learn_iterations: int = 3
+    passes: int | None = None
+    learn_iterations: int = 0
     sparsity: int = 8
-    stride: int = 2
+    stride: int = 3
     first_guess: str = "auto"
     reference: str | None = None
     seed: int = 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..batch import ProgressCallback, Task
 from ..errors import SpmcliError
 from ..io.images import read_image, write_image
+from ..restoration.collaborative_denoising import collaborative_denoise
 from ..restoration.denoising import (
     DEFAULT_GAIN,
     LAMBDA_NUMERATOR,
@@ -32,6 +33,7 @@ class ReconstructSettings:
     """
 
     dictionary: str | None = None
+    denoiser: str = "collaborative"
     sigma: float | str = "auto"
     use_sigma: bool = True
     sparsity: int | None = None
@@ -74,6 +76,9 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
     if sigma_unit is not None and sigma_unit <= 0:
         # Nothing to remove: a noise-free image is its own best estimate.
         result, used, mean_atoms = image.pixels, {"note": "sigma is 0: image copied unchanged"}, 0.0
+    elif dictionary is None and settings.denoiser == "collaborative":
+        denoised = collaborative_denoise(image.pixels, sigma_unit, patch_size=patch_size, callback=progress)
+        result, used, mean_atoms = denoised.image, denoised.settings, None
     elif dictionary is None:
         denoised = ksvd_denoise(
             image.pixels, sigma_unit, patch_size=patch_size, n_atoms=settings.n_atoms,
@@ -109,7 +114,7 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
         }
     written = write_image(task.output, result, dtype=image.dtype, alpha=image.alpha)
     fields = {
-        "mode": "ksvd-denoise" if dictionary is None else "dictionary",
+        "mode": f"{settings.denoiser}-denoise" if dictionary is None else "dictionary",
         "dtype": written,
         "shape": list(image.pixels.shape),
         "sigma": None if sigma_unit is None else sigma_unit * 255.0,
@@ -129,7 +134,6 @@ def summary(record: dict) -> str:
     sigma = ""
     if record.get("sigma") is not None:
         sigma = f"sigma {record['sigma']:.2f} ({record['sigma_source']}), "
-    return (
-        f"{record['input']} -> {record['output']}: {sigma}{record['mean_atoms_per_patch']:.2f} atoms/patch"
-        f"{quality_text(record)}, {record['seconds']:.1f} s"
-    )
+    atoms = record.get("mean_atoms_per_patch")
+    coding = f"{atoms:.2f} atoms/patch" if atoms is not None else record["mode"]
+    return f"{record['input']} -> {record['output']}: {sigma}{coding}{quality_text(record)}, {record['seconds']:.1f} s"
