@@ -1,12 +1,13 @@
 # Two commands on a fresh machine:
 #   make demo   create .venv, install spmcli, run it on sample_images/ (results in demo_output/)
-#   make test   create .venv, install spmcli with its test tools, run lint and the test suite
+#   make test   create .venv, install spmcli with its test tools (and Debian's chromium when
+#               missing), run lint and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 OUT ?= demo_output
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint browser bench install clean
 
 $(BIN)/spmcli: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +24,10 @@ lint: $(BIN)/spmcli
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+browser:
+	bash scripts/ensure_chromium.sh
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/spmcli

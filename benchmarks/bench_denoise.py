@@ -19,11 +19,11 @@ generator per image and sigma), the noisy image kept as float, PSNR on peak
 ITU-R 601 luma); barbara, lenna, man and pepper also appear in Set12 (as other
 crops or versions). In-process columns are the call alone, one BLAS thread.
 
-Whole process against whole process (``--process``, on by default): the noisy
-image clipped and saved as 8-bit PNG; ``spmcli-process`` is a minimal program
-(interpreter start, ``import spmcli``, read, ``collaborative_denoise``, write:
-what ``spmcli reconstruct`` runs) and ``bm3d-process`` the same for bm3d
-(imports, ``imageio`` read, ``bm3d.bm3d``, write), each timed from outside.
+Whole process against whole process (on by default, ``--no-process`` skips):
+the noisy image clipped and saved as 8-bit PNG; ``spmcli-process`` is the
+command a user runs, ``spmcli -q reconstruct noisy.png -o out.png --sigma S``,
+and ``bm3d-process`` the smallest program doing the same with bm3d (imports,
+``imageio`` read, ``bm3d.bm3d``, write), each timed from outside.
 
 Usage::
 
@@ -61,15 +61,9 @@ DEFAULT_METHODS = "spmcli,spmcli-ksvd,bm3d"
 PUBLISHED_BM3D_SET12 = {15: 32.37, 25: 29.97, 50: 26.72}
 IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".jpg")
 
-# The smallest whole programs a user would run on a PNG: read, denoise, write.
-SPMCLI_PROCESS = """
-import sys
-from spmcli.io.images import read_image, write_image
-from spmcli.restoration.collaborative_denoising import collaborative_denoise
-image = read_image(sys.argv[1])
-denoised = collaborative_denoise(image.pixels, float(sys.argv[3]) / 255).image
-write_image(sys.argv[2], denoised, dtype=image.dtype)
-"""
+# spmcli's whole process is its command line; bm3d has none, so the smallest program
+# a user would write with it: read, denoise, write.
+SPMCLI_PROCESS = "spmcli reconstruct"
 BM3D_PROCESS = """
 import sys
 import bm3d
@@ -115,7 +109,12 @@ def run_process(program: str, noisy: np.ndarray, sigma255: float, folder: Path) 
     """Save the noisy image as 8-bit PNG, run ``program`` on it as a fresh process; output and seconds."""
     source, target = folder / "noisy.png", folder / "out.png"
     write_image(source, np.clip(noisy, 0, 1), dtype="uint8")
-    seconds = timed_process([sys.executable, "-c", program, str(source), str(target), f"{sigma255:g}"])
+    if program == SPMCLI_PROCESS:
+        command = [sys.executable, "-m", "spmcli", "-q", "reconstruct", str(source), "-o", str(target)]
+        command += ["--sigma", f"{sigma255:g}"]
+    else:
+        command = [sys.executable, "-c", program, str(source), str(target), f"{sigma255:g}"]
+    seconds = timed_process(command)
     return read_image(target).pixels, seconds
 
 
