@@ -9,7 +9,8 @@ Two workloads:
 - ``detect``: the first 100 KolektorSDD test images, with a model learned by
   ``learn-dict --detector`` from the 60 training and 40 calibration images.
 
-Each configuration runs ``spmcli`` as a whole process (the Dask cluster is
+Each configuration runs ``spmcli`` as a whole process, the three interleaved
+repeat by repeat (the Dask cluster is
 started before and is not timed: a user's cluster already runs). The outputs of
 every configuration are compared byte for byte with ``--jobs 1``. Reported:
 wall seconds (median of ``--repeats``), speed-up over one job, the peak
@@ -116,30 +117,38 @@ def cluster_peak(address: str) -> int:
 
 
 def run_workload(name: str, build: callable, n_images: int, repeats: int, address: str, scratch: Path) -> list[dict]:
-    rows = []
-    reference = None
-    for label, extra in (
+    """Time the three configurations, interleaved repeat by repeat so that a slow spell of a
+    shared machine falls on all of them rather than on one."""
+    configurations = (
         ("--jobs 1", ["--jobs", "1"]),
         ("--jobs 2", ["--jobs", "2"]),
         ("Dask, 2 workers", ["--scheduler", address]),
-    ):
-        times, peak = [], 0
-        for repeat in range(repeats):
+    )
+    times: dict[str, list[float]] = {label: [] for label, _ in configurations}
+    peaks = dict.fromkeys(times, 0)
+    task_seconds: dict[str, list[float]] = {label: [] for label, _ in configurations}
+    reference = None
+    for repeat in range(repeats):
+        for label, extra in configurations:
             out = scratch / f"{name}-{label.replace(' ', '_')}-{repeat}"
             report = out.with_suffix(".json")
             seconds, process_peak = timed([*build(out, report), *extra])
-            times.append(seconds)
-            peak = max(peak, process_peak)
+            times[label].append(seconds)
+            peaks[label] = max(peaks[label], process_peak)
             produced = folder_bytes(out)
             if reference is None:
                 reference = produced
             elif produced != reference:
                 raise RuntimeError(f"{name} {label}: outputs differ from --jobs 1")
-            task_seconds = sum(record["seconds"] or 0 for record in json.loads(report.read_text())["records"])
-        if label.startswith("Dask"):
-            peak = cluster_peak(address)
-        rows.append({"workload": name, "config": label, "seconds": statistics.median(times), "peak": peak,
-                     "task_seconds": task_seconds, "images": n_images})  # fmt: skip
+            records = json.loads(report.read_text())["records"]
+            task_seconds[label].append(sum(record["seconds"] or 0 for record in records))
+            shutil.rmtree(out, ignore_errors=True)
+    peaks["Dask, 2 workers"] = cluster_peak(address)
+    rows = [
+        {"workload": name, "config": label, "seconds": statistics.median(times[label]), "peak": peaks[label],
+         "task_seconds": statistics.median(task_seconds[label]), "images": n_images}
+        for label, _ in configurations
+    ]  # fmt: skip
     base = rows[0]["seconds"]
     for row in rows:
         row["speedup"] = base / row["seconds"]
@@ -157,6 +166,7 @@ def main() -> None:
     from distributed import LocalCluster
 
     scratch = Path(tempfile.mkdtemp(prefix="spmcli-bench-batch-"))
+    os.environ.update(ENVIRONMENT)  # the cluster's workers get the same one-thread setting as the processes
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None)
     try:
         tiny = scratch / "tiny.png"
@@ -187,7 +197,7 @@ def main() -> None:
             train, calibration, test = ksdd_sets(arguments.data, scratch / "ksdd", arguments.ksdd_images)
             model = scratch / "ksdd_model.npz"
             subprocess.run(
-                [sys.executable, "-m", "spmcli", "-q", "learn-dict", str(train), "-o", str(model),
+                [sys.executable, "-m", "spmcli", "-q", "learn-dict", str(train), "-o", str(model), "--detector",
                  "--calibration-images", str(calibration)],
                 check=True, env=ENVIRONMENT,
             )  # fmt: skip

@@ -218,6 +218,11 @@ def print_table(set_name: str, sigma255: float, names: list[str], columns: list[
     return row
 
 
+def _mean_cell(means: dict, method: str) -> str:
+    """A mean PSNR for the summary, or "-" for a method this run did not include."""
+    return f"{means[method]:.2f}" if method in means else "-"
+
+
 def print_summary(rows: list[dict]) -> None:
     print("\n#### Summary: mean PSNR (dB); speed = bm3d process seconds / spmcli process seconds, median image\n")
     print("| set | sigma | spmcli | bm3d | spmcli - bm3d | spmcli-ksvd | published BM3D | speed (median / lowest) |")
@@ -226,12 +231,9 @@ def print_summary(rows: list[dict]) -> None:
         means = row["means"]
         published = PUBLISHED_BM3D_SET12.get(int(row["sigma"]), "-") if row["set"] == "Set12" else "-"
         speed = f"{row['process_median']:.2f}x / {row['process_min']:.2f}x" if "process_median" in row else "-"
-        diff = means["spmcli"] - means["bm3d"] if "spmcli" in means and "bm3d" in means else float("nan")
-        print(
-            f"| {row['set']} | {row['sigma']:g} | {means.get('spmcli', float('nan')):.2f} | "
-            f"{means.get('bm3d', float('nan')):.2f} | {diff:+.2f} | {means.get('spmcli-ksvd', float('nan')):.2f} | "
-            f"{published} | {speed} |"
-        )
+        diff = f"{means['spmcli'] - means['bm3d']:+.2f}" if "spmcli" in means and "bm3d" in means else "-"
+        spmcli, bm3d, ksvd = (_mean_cell(means, method) for method in ("spmcli", "bm3d", "spmcli-ksvd"))
+        print(f"| {row['set']} | {row['sigma']:g} | {spmcli} | {bm3d} | {diff} | {ksvd} | {published} | {speed} |")
 
 
 if __name__ == "__main__":

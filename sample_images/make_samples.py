@@ -30,7 +30,15 @@ def main() -> None:
     # Defect detection: 128x128 crops of a brick texture, good and with drawn defects.
     brick = data.brick()
     crops = [brick[row : row + 128, col : col + 128] for row in range(0, 512, 128) for col in range(0, 512, 128)]
-    for index, crop in enumerate(crops[:10]):
+    # Good crops overlap by half (the detector wants a few dozen good images), and stay
+    # clear of the incoming crops (rows 256-383 from column 256 on, and rows 384-511).
+    good = [
+        brick[row : row + 128, col : col + 128]
+        for row in range(0, 257, 64)
+        for col in range(0, 385, 64)
+        if row <= 128 or col <= 128
+    ]
+    for index, crop in enumerate(good):
         save(crop, f"detect/good/brick_{index:02d}.png")
     rng = np.random.default_rng(0)
     for index, crop in enumerate(crops[10:13]):

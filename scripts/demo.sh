@@ -8,7 +8,7 @@ step() { echo; echo "\$ spmcli $*"; "$SPMCLI" "$@"; }
 
 step learn-dict sample_images/camera.png -o "$OUT/camera_dict.npz" --atoms-png "$OUT/camera_atoms.png" --seed 0
 
-step learn-dict sample_images/detect/good -o "$OUT/detect_model.npz" --detector --calibration-share 0.3 --seed 0
+step learn-dict sample_images/detect/good -o "$OUT/detect_model.npz" --detector --seed 0
 # detect exits 1 with --fail-on-anomaly; here the report and heatmaps are the point, so plain exit 0.
 step detect sample_images/detect/incoming --dict "$OUT/detect_model.npz" --report "$OUT/detect_report.json" \
     --heatmap-dir "$OUT/detect_maps" --masks-dir "$OUT/detect_masks" --db "$OUT/inspections.sqlite" --new-only --jobs 2

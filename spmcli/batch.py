@@ -62,6 +62,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from ._allocator import numeric_allocation
 from .errors import SpmcliError
 
 __all__ = [
@@ -199,7 +200,7 @@ def execute(function: TaskFunction, task: Task, settings: Any, progress: Progres
         try:
             if _IN_WORKER and Path(task.input).name == os.environ.get(KILL_HOOK_VARIABLE):
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: the kernel kills this worker mid-task
-            with threadpool_limits(limits=1, user_api="blas"):
+            with threadpool_limits(limits=1, user_api="blas"), numeric_allocation():
                 fields = function(task, settings, progress)
             record.update(fields or {})
         except Exception as error:  # one input's failure (MemoryError included) must not stop the batch

@@ -8,7 +8,7 @@ Layers, top to bottom (see the package docstring of ``spmcli``)::
     restoration | inspection      applications of the sparse model (never each other)
     sparse                        OMP, K-SVD, dictionaries, patches
     io                            images, atomic writes
-    errors, metrics, _version, _lazy
+    errors, metrics, _version, _lazy, _allocator
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ LAYERS = {
     "metrics": ("base", 0),
     "_version": ("base", 0),
     "_lazy": ("base", 0),
+    "_allocator": ("base", 0),
 }
 CLI_ONLY = ("click", "tqdm")
 

@@ -85,6 +85,23 @@ def test_hard_distance_threshold_grows_with_the_noise():
     )
 
 
+def test_colour_grouping_thresholds_follow_the_luminance_scale():
+    # RGB is matched on the orthonormal luminance, sqrt(3) times a grey image's
+    # level: the structural tolerance triples, the noise's share does not change.
+    sigma = 25 / 255
+    grey, rgb = hard_distance_threshold(sigma), hard_distance_threshold(sigma, n_channels=3)
+    assert rgb - 2 * sigma**2 == pytest.approx(3 * (grey - 2 * sigma**2))
+    rng = np.random.default_rng(0)
+    clean = np.repeat(np.kron(rng.uniform(0.2, 0.8, (5, 5)), np.ones((8, 8)))[:, :, None], 3, axis=2)
+    noisy = clean + rng.normal(0, sigma, clean.shape)
+    settings = collaborative_denoise(noisy, sigma).settings
+    assert settings["hard_distance_threshold"] == pytest.approx(rgb)
+    assert settings["wiener_distance_threshold"] == pytest.approx(3 * 400 / 255**2)
+    assert collaborative_denoise(noisy[:, :, 0], sigma).settings["wiener_distance_threshold"] == pytest.approx(
+        400 / 255**2
+    )
+
+
 @pytest.mark.parametrize("noise_factor", [0.5, 1.0])
 def test_wiener_step_improves_on_its_pilot_and_the_learned_transform_helps(noisy_case, noise_factor):
     clean, noisy, pilot = noisy_case

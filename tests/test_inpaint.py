@@ -114,6 +114,19 @@ def test_colour_image_keeps_its_channels():
     assert psnr_on(image, result.pixels, np.repeat(missing[:, :, None], 3, axis=2)) > 35.0
 
 
+def test_a_grey_picture_stored_as_rgb_is_filled_like_the_grey_image():
+    # The colour stages work on the channels' mean and chroma: a picture with
+    # R = G = B has a luminance equal to the grey image and no chroma, so the
+    # thresholds and grouping tuned on grey images apply unchanged.
+    grey = dct_sparse_image(40) * 0.6 + 0.2 * np.random.default_rng(1).random((40, 40))
+    missing = random_missing(grey.shape, 0.5)
+    filled_grey = inpaint(np.where(missing, 0.0, grey), missing).pixels
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    filled_rgb = inpaint(np.where(missing[:, :, None], 0.0, rgb), missing).pixels
+    for channel in range(3):
+        assert np.allclose(filled_rgb[:, :, channel], filled_grey, atol=1e-5)
+
+
 def test_given_dictionary_is_used_and_checked():
     image = dct_sparse_image(32)
     missing = random_missing(image.shape, 0.3)

@@ -359,6 +359,19 @@ class _BlockFilter:
                     plane_weight[dy : dy + n_pos_rows, dx : dx + n_pos_cols] += weight_map * window[dy, dx]
 
 
+def grouping_gain(n_channels: int) -> float:
+    """How many times larger a structural squared distance is on the plane
+    groups are matched on than on a grey image of the same content.
+
+    RGB is matched on the orthonormal luminance ``(R + G + B) / sqrt(3)``:
+    ``sqrt(3)`` times the grey level, so squared distances between patches
+    are 3 times a grey image's, while the noise's share (white noise keeps its
+    variance in an orthonormal basis) is unchanged. Other channel counts are
+    matched on their first channel as it is.
+    """
+    return float(OPPONENT_COLOURS[0].sum() ** 2) if n_channels == 3 else 1.0
+
+
 def to_planes(image: np.ndarray) -> np.ndarray:
     """Channels-last float64 planes; RGB goes to the opponent colour space."""
     pixels = as_channels_last(np.asarray(image, dtype=np.float64))

@@ -33,6 +33,7 @@ from .collaborative import (
     DEFAULT_REFERENCE_STRIDE,
     DEFAULT_SEARCH_RADIUS,
     check_denoise_inputs,
+    grouping_gain,
 )
 from .hard_thresholding import DEFAULT_THRESHOLD, collaborative_hard_thresholding, hard_distance_threshold
 from .wiener import DEFAULT_NOISE_FACTOR, DISTANCE_THRESHOLD, collaborative_wiener
@@ -127,12 +128,13 @@ def collaborative_denoise(
     }
     pilot = collaborative_hard_thresholding(noisy, noise_sigma, threshold=threshold, callback=callback, **grouping)
     image = collaborative_wiener(noisy, pilot, noise_sigma, noise_factor=noise_factor, callback=callback, **grouping)
+    n_channels = 1 if noisy.ndim == 2 else noisy.shape[2]
     settings = {
         "method": "collaborative",
         **grouping,
         "threshold": threshold,
-        "hard_distance_threshold": hard_distance_threshold(noise_sigma),
+        "hard_distance_threshold": hard_distance_threshold(noise_sigma, n_channels),
         "noise_factor": noise_factor,
-        "wiener_distance_threshold": DISTANCE_THRESHOLD,
+        "wiener_distance_threshold": DISTANCE_THRESHOLD * grouping_gain(n_channels),
     }
     return CollaborativeResult(image, pilot, settings)

@@ -20,8 +20,8 @@ The image is filled in up to three stages, observed pixels always kept:
    K-SVD from the estimate when ``learn_iterations > 0``) and passes of sparse
    coding (batch OMP) of the patches holding a missing pixel over it [3]_ [4]_.
 
-Colour images are processed in an orthonormal luminance/chroma basis, with
-the groups found on the luminance; the dictionary stage uses colour atoms.
+Colour images are processed in a luminance/chroma basis, with the groups
+found on the luminance; the dictionary stage uses colour atoms.
 
 References
 ----------
@@ -139,11 +139,21 @@ def automatic_passes(missing: np.ndarray, patch_size: int = 8) -> int:
 
 
 def _colour_basis(n_channels: int) -> np.ndarray:
-    """Orthonormal colour basis, luminance first (columns)."""
+    """Colour basis (columns): the channels' mean first, then orthonormal chroma.
+
+    The luminance is the mean, not the orthonormal ``sum / sqrt(n)``: the pass
+    thresholds and the grouping tolerance are set on the scale of a grey
+    image, and an orthonormal luminance is ``sqrt(n)`` times larger, which
+    made thresholds relatively too small and groups too tight. Measured on five
+    Set14 colour images (gain over biharmonic, 50% / 80% / scribbles):
+    orthonormal +1.91 / +1.05 / +1.02 dB, mean +2.03 / +1.30 / +1.31 dB.
+    """
     if n_channels == 1:
         return np.ones((1, 1))
     basis, _ = np.linalg.qr(np.column_stack([np.ones(n_channels), np.eye(n_channels)[:, :-1]]))
-    return basis * np.sign(basis[0, 0])
+    basis = basis * np.sign(basis[0, 0])
+    basis[:, 0] /= np.sqrt(n_channels)
+    return basis
 
 
 def _biharmonic(image: np.ndarray, missing: np.ndarray) -> np.ndarray:
@@ -345,7 +355,7 @@ def inpaint(
             colour = _colour_basis(n_channels)
             settings = FillSettings(tuple(float(t) for t in thresholds), patch_size, max_group, search_radius, stride)
             planes, patches_processed = collaborative_fill(estimate @ colour, missing, settings, callback=callback)
-            estimate = restore(planes @ colour.T)
+            estimate = restore(planes @ np.linalg.inv(colour))
             stages["collaborative"] = int(thresholds.size)
 
         # Stage 3: a dictionary learned from (or given for) this image.

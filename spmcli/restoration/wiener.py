@@ -43,6 +43,7 @@ from .collaborative import (
     check_group,
     collaborative_step,
     from_planes,
+    grouping_gain,
     to_planes,
 )
 from .patch_transforms import learn_sparsifying_transform
@@ -81,7 +82,7 @@ def collaborative_wiener(
     search_radius: int = DEFAULT_SEARCH_RADIUS,
     reference_stride: int = DEFAULT_REFERENCE_STRIDE,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
-    distance_threshold: float = DISTANCE_THRESHOLD,
+    distance_threshold: float | None = None,
     transform: str = "learned",
     callback: Callable[[str, int, int], None] | None = None,
 ) -> np.ndarray:
@@ -110,9 +111,11 @@ def collaborative_wiener(
     noise_factor : float
         The gain is ``p**2 / (p**2 + noise_factor * sigma**2)``; 1 is the
         textbook empirical Wiener factor.
-    distance_threshold : float
+    distance_threshold : float, optional
         Mean squared difference per pixel of the pilot's patches (0..1
-        scale) within which candidates join a group.
+        scale; for RGB, on the orthonormal luminance) within which candidates
+        join a group; by default :data:`DISTANCE_THRESHOLD` times
+        :func:`~spmcli.restoration.collaborative.grouping_gain` (3 for RGB).
     transform : {"learned", "dct"}
         The 2-D patch transform: an orthonormal sparsifying transform learned
         from the pilot's patches (:func:`learned_transform`), or the DCT
@@ -151,6 +154,8 @@ def collaborative_wiener(
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
     pilot_planes = to_planes(pilot)
+    if distance_threshold is None:
+        distance_threshold = DISTANCE_THRESHOLD * grouping_gain(pilot_planes.shape[2])
     basis = learned_transform(pilot_planes[:, :, 0], patch_size, noise_sigma) if transform == "learned" else None
     step = CollaborativeStep(
         "wiener", patch_size, max_group, search_radius, reference_stride, distance_threshold, noise_factor, "dct",
