@@ -1,7 +1,7 @@
 """Image restoration built on the sparse core: denoising by collaborative
 filtering (BM3D's two steps) and by K-SVD, reconstruction over a dictionary,
-inpainting, total-variation denoising (with its SURE check) and noise-level
-estimation.
+inpainting, total-variation denoising (with its SURE check), noise-level
+estimation and the correction for noise clipped at black and white.
 
 Plain functions on numpy arrays on the 0..1 scale; a scale that cannot be meant
 for such data (a 0..255 sigma, say) is a ``ValueError`` saying so.
@@ -22,6 +22,7 @@ _EXPORTS = {
     "TVResult": "total_variation",
     "tv_denoise": "total_variation",
     "estimate_noise_sigma": "noise",
+    "declip": "clipping",
     "pca_noise_sigma": "noise",
 }
 __getattr__, __dir__ = lazy_attributes(
@@ -41,6 +42,7 @@ __getattr__, __dir__ = lazy_attributes(
         "tv_solvers",
         "tv_sure",
         "noise",
+        "clipping",
     ),
 )
 __all__ = sorted(_EXPORTS)

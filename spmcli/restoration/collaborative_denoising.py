@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .clipping import declip, looks_clipped
 from .collaborative import (
     DEFAULT_MAX_GROUP,
     DEFAULT_REFERENCE_STRIDE,
@@ -48,7 +49,8 @@ class CollaborativeResult:
     Attributes
     ----------
     image : ndarray
-        The denoised image, shaped like the input (float, 0..1 scale, not clipped).
+        The denoised image, shaped like the input (float, 0..1 scale; within
+        0..1 when the input was clipped, beyond it possibly otherwise).
     pilot : ndarray
         The first step's (hard-thresholding) estimate.
     settings : dict
@@ -70,6 +72,7 @@ def collaborative_denoise(
     max_group: int = DEFAULT_MAX_GROUP,
     threshold: float = DEFAULT_THRESHOLD,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
+    clipped: bool | None = None,
     callback: Callable[[str, int, int], None] | None = None,
 ) -> CollaborativeResult:
     """Denoise an image by collaborative hard thresholding, then collaborative Wiener filtering.
@@ -95,6 +98,13 @@ def collaborative_denoise(
         First step: coefficients below ``threshold * noise_sigma`` are zeroed.
     noise_factor : float
         Second step: Wiener gain ``p**2 / (p**2 + noise_factor * sigma**2)``.
+    clipped : bool, optional
+        Whether the noisy image was clipped to 0..1 (as every 8- or 16-bit
+        file is): if so, the estimate is mapped back through the mean of
+        clipped noise (:func:`~spmcli.restoration.clipping.declip`, Foi [3]_),
+        which undoes the bias clipping leaves near black and white. By
+        default, decided by :func:`~spmcli.restoration.clipping.looks_clipped`
+        (no value outside 0..1, some exactly at 0 or 1).
     callback : callable, optional
         ``callback(stage, refs_done, refs_total)`` with stage
         ``"hard thresholding"`` then ``"wiener"``.
@@ -108,6 +118,8 @@ def collaborative_denoise(
     .. [1] K. Dabov, A. Foi, V. Katkovnik and K. Egiazarian, "Image Denoising
            by Sparse 3-D Transform-Domain Collaborative Filtering", IEEE
            Trans. Image Processing 16(8), 2007.
+    .. [3] A. Foi, "Clipped noisy images: Heteroskedastic modeling and
+           practical denoising", Signal Processing 89(12), 2009.
 
     Examples
     --------
@@ -120,6 +132,8 @@ def collaborative_denoise(
     True
     """
     noisy = check_denoise_inputs(noisy, noise_sigma, patch_size)
+    if clipped is None:
+        clipped = looks_clipped(noisy)
     grouping = {
         "patch_size": patch_size,
         "max_group": max_group,
@@ -128,6 +142,8 @@ def collaborative_denoise(
     }
     pilot = collaborative_hard_thresholding(noisy, noise_sigma, threshold=threshold, callback=callback, **grouping)
     image = collaborative_wiener(noisy, pilot, noise_sigma, noise_factor=noise_factor, callback=callback, **grouping)
+    if clipped:
+        image = declip(image, noise_sigma)
     n_channels = 1 if noisy.ndim == 2 else noisy.shape[2]
     settings = {
         "method": "collaborative",
@@ -136,5 +152,6 @@ def collaborative_denoise(
         "hard_distance_threshold": hard_distance_threshold(noise_sigma, n_channels),
         "noise_factor": noise_factor,
         "wiener_distance_threshold": DISTANCE_THRESHOLD * grouping_gain(n_channels),
+        "clipped": bool(clipped),
     }
     return CollaborativeResult(image, pilot, settings)

@@ -47,6 +47,7 @@ from ..sparse.patches import (
     remove_patch_means,
     sample_patches,
 )
+from .clipping import declip, looks_clipped
 from .wiener import collaborative_wiener
 
 __all__ = [
@@ -247,6 +248,7 @@ def ksvd_denoise(
     wiener: bool = True,
     band_patches: int = DEFAULT_BAND_PATCHES,
     seed: int = 0,
+    clipped: bool | None = None,
     callback: ProgressCallback | None = None,
 ) -> DenoiseResult:
     """Denoise an image with a dictionary learned from its own patches (K-SVD).
@@ -290,6 +292,11 @@ def ksvd_denoise(
         Patches held in memory at once.
     seed : int
         Seed for the training-patch sample and K-SVD.
+    clipped : bool, optional
+        Whether the noisy image was clipped to 0..1 (every 8- or 16-bit file
+        is); if so, the estimate is mapped back through the mean of clipped
+        noise (:func:`~spmcli.restoration.clipping.declip`). By default,
+        :func:`~spmcli.restoration.clipping.looks_clipped` decides.
     callback : callable, optional
         ``callback(stage, done, total)`` with stage ``"train"`` after each
         K-SVD iteration, ``"code"`` after each band of patches and
@@ -391,6 +398,10 @@ def ksvd_denoise(
         image = collaborative_wiener(
             noisy, image, noise_sigma, patch_size=patch_size, noise_factor=KSVD_PILOT_NOISE_FACTOR, callback=callback
         )
+    if clipped is None:
+        clipped = looks_clipped(noisy)
+    if clipped:
+        image = declip(image, noise_sigma)
     settings = {
         "patch_size": patch_size,
         "n_atoms": n_atoms,
@@ -402,5 +413,6 @@ def ksvd_denoise(
         "stride": stride,
         "wiener": wiener,
         "seed": seed,
+        "clipped": bool(clipped),
     }
     return DenoiseResult(image, dictionary, mean_atoms, settings)

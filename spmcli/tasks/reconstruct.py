@@ -23,13 +23,16 @@ from ._shared import dictionary_for, quality, quality_text, read_reference, stor
 
 __all__ = ["ReconstructSettings", "reconstruct_image"]
 
+CLIPPED = {"auto": None, "yes": True, "no": False}
+
 
 @dataclass(frozen=True)
 class ReconstructSettings:
     """Everything ``reconstruct`` needs besides the input and output paths.
 
     ``sigma`` is ``"auto"`` or a number on the 0..255 scale; ``use_sigma`` says
-    whether a noise level is used at all (not with ``--dict --sparsity`` alone).
+    whether a noise level is used at all (not with ``--dict --sparsity`` alone);
+    ``clipped`` is ``"auto"``, ``"yes"`` or ``"no"`` (denoisers only).
     """
 
     dictionary: str | None = None
@@ -46,6 +49,7 @@ class ReconstructSettings:
     noisy_weight: float | None = None
     stride: int = 1
     wiener: bool = True
+    clipped: str = "auto"
     reference: str | None = None
     seed: int = 0
     max_pixels: int | None = None
@@ -77,7 +81,9 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
         # Nothing to remove: a noise-free image is its own best estimate.
         result, used, mean_atoms = image.pixels, {"note": "sigma is 0: image copied unchanged"}, 0.0
     elif dictionary is None and settings.denoiser == "collaborative":
-        denoised = collaborative_denoise(image.pixels, sigma_unit, patch_size=patch_size, callback=progress)
+        denoised = collaborative_denoise(
+            image.pixels, sigma_unit, patch_size=patch_size, clipped=CLIPPED[settings.clipped], callback=progress
+        )
         result, used, mean_atoms = denoised.image, denoised.settings, None
     elif dictionary is None:
         denoised = ksvd_denoise(
@@ -85,7 +91,7 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
             n_iterations=settings.iterations, training_patches=settings.training_patches,
             method="exact" if settings.method == "ksvd" else settings.method, gain=settings.gain,
             noisy_weight=settings.noisy_weight, stride=settings.stride, wiener=settings.wiener, seed=settings.seed,
-            callback=progress,
+            clipped=CLIPPED[settings.clipped], callback=progress,
         )  # fmt: skip
         result, used, mean_atoms = denoised.image, denoised.settings, denoised.mean_atoms
     else:
