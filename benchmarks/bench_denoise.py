@@ -225,15 +225,28 @@ def _mean_cell(means: dict, method: str) -> str:
 
 def print_summary(rows: list[dict]) -> None:
     print("\n#### Summary: mean PSNR (dB); speed = bm3d process seconds / spmcli process seconds, median image\n")
-    print("| set | sigma | spmcli | bm3d | spmcli - bm3d | spmcli-ksvd | published BM3D | speed (median / lowest) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| set | sigma | spmcli | bm3d | spmcli - bm3d | spmcli-process | bm3d-process | process difference "
+        "| spmcli-ksvd | published BM3D | speed (median / lowest) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         means = row["means"]
         published = PUBLISHED_BM3D_SET12.get(int(row["sigma"]), "-") if row["set"] == "Set12" else "-"
         speed = f"{row['process_median']:.2f}x / {row['process_min']:.2f}x" if "process_median" in row else "-"
-        diff = f"{means['spmcli'] - means['bm3d']:+.2f}" if "spmcli" in means and "bm3d" in means else "-"
-        spmcli, bm3d, ksvd = (_mean_cell(means, method) for method in ("spmcli", "bm3d", "spmcli-ksvd"))
-        print(f"| {row['set']} | {row['sigma']:g} | {spmcli} | {bm3d} | {diff} | {ksvd} | {published} | {speed} |")
+        diff = _difference(means, "spmcli", "bm3d")
+        process_diff = _difference(means, "spmcli-process", "bm3d-process")
+        cells = (_mean_cell(means, method) for method in ("spmcli", "bm3d", "spmcli-process", "bm3d-process"))
+        spmcli, bm3d, spmcli_process, bm3d_process = cells
+        ksvd = _mean_cell(means, "spmcli-ksvd")
+        print(
+            f"| {row['set']} | {row['sigma']:g} | {spmcli} | {bm3d} | {diff} | {spmcli_process} | {bm3d_process} "
+            f"| {process_diff} | {ksvd} | {published} | {speed} |"
+        )
+
+
+def _difference(means: dict, first: str, second: str) -> str:
+    return f"{means[first] - means[second]:+.2f}" if first in means and second in means else "-"
 
 
 if __name__ == "__main__":
