@@ -35,7 +35,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-from bench_denoise import DEFAULT_DATA, add_noise, command_line, load_set, machine_line
+from bench_denoise import DEFAULT_DATA, add_noise, command_line, load_set, machine_line, mean_cell, mean_difference
 from threadpoolctl import threadpool_limits
 
 from spmcli.metrics import psnr
@@ -95,15 +95,11 @@ def main() -> None:
     print("| set | sigma | spmcli | spmcli-no-clip | bm3d | modelling the clipping | spmcli - bm3d |")
     print("|---|---|---|---|---|---|---|")
     for set_name, sigma255, means in summary:
-        cells = " | ".join(f"{means[c]:.2f}" if c in means else "-" for c in COLUMNS)
+        cells = " | ".join(mean_cell(means, column) for column in COLUMNS)
         print(
-            f"| {set_name} | {sigma255:g} | {cells} | {_difference(means, 'spmcli', 'spmcli-no-clip')} | "
-            f"{_difference(means, 'spmcli', 'bm3d')} |"
+            f"| {set_name} | {sigma255:g} | {cells} | {mean_difference(means, 'spmcli', 'spmcli-no-clip')} | "
+            f"{mean_difference(means, 'spmcli', 'bm3d')} |"
         )
-
-
-def _difference(means: dict, first: str, second: str) -> str:
-    return f"{means[first] - means[second]:+.2f}" if first in means and second in means else "-"
 
 
 if __name__ == "__main__":

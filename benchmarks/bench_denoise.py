@@ -218,7 +218,7 @@ def print_table(set_name: str, sigma255: float, names: list[str], columns: list[
     return row
 
 
-def _mean_cell(means: dict, method: str) -> str:
+def mean_cell(means: dict, method: str) -> str:
     """A mean PSNR for the summary, or "-" for a method this run did not include."""
     return f"{means[method]:.2f}" if method in means else "-"
 
@@ -234,18 +234,18 @@ def print_summary(rows: list[dict]) -> None:
         means = row["means"]
         published = PUBLISHED_BM3D_SET12.get(int(row["sigma"]), "-") if row["set"] == "Set12" else "-"
         speed = f"{row['process_median']:.2f}x / {row['process_min']:.2f}x" if "process_median" in row else "-"
-        diff = _difference(means, "spmcli", "bm3d")
-        process_diff = _difference(means, "spmcli-process", "bm3d-process")
-        cells = (_mean_cell(means, method) for method in ("spmcli", "bm3d", "spmcli-process", "bm3d-process"))
+        diff = mean_difference(means, "spmcli", "bm3d")
+        process_diff = mean_difference(means, "spmcli-process", "bm3d-process")
+        cells = (mean_cell(means, method) for method in ("spmcli", "bm3d", "spmcli-process", "bm3d-process"))
         spmcli, bm3d, spmcli_process, bm3d_process = cells
-        ksvd = _mean_cell(means, "spmcli-ksvd")
+        ksvd = mean_cell(means, "spmcli-ksvd")
         print(
             f"| {row['set']} | {row['sigma']:g} | {spmcli} | {bm3d} | {diff} | {spmcli_process} | {bm3d_process} "
             f"| {process_diff} | {ksvd} | {published} | {speed} |"
         )
 
 
-def _difference(means: dict, first: str, second: str) -> str:
+def mean_difference(means: dict, first: str, second: str) -> str:
     return f"{means[first] - means[second]:+.2f}" if first in means and second in means else "-"
 
 

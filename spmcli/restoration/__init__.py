@@ -22,8 +22,8 @@ _EXPORTS = {
     "TVResult": "total_variation",
     "tv_denoise": "total_variation",
     "estimate_noise_sigma": "noise",
-    "declip": "clipping",
     "pca_noise_sigma": "noise",
+    "declip": "clipping",
 }
 __getattr__, __dir__ = lazy_attributes(
     __name__,

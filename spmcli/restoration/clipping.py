@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
-__all__ = ["clipped_mean", "declip", "looks_clipped"]
+__all__ = ["clipped_mean", "declip", "looks_clipped", "undo_clipping"]
 
 # Points of the tabulated inverse on 0..1: finer than a 16-bit grey level's
 # share of the curve's steepest part.
@@ -120,3 +120,15 @@ def looks_clipped(noisy: np.ndarray) -> bool:
     noisy = np.asarray(noisy)
     lowest, highest = float(noisy.min()), float(noisy.max())
     return lowest >= 0.0 and highest <= 1.0 and (lowest == 0.0 or highest == 1.0)
+
+
+def undo_clipping(
+    estimate: np.ndarray, noisy: np.ndarray, noise_sigma: float, clipped: bool | None
+) -> tuple[np.ndarray, bool]:
+    """The denoisers' last step: :func:`declip` the estimate when the noisy
+    image was clipped (``clipped``; ``None`` lets :func:`looks_clipped`
+    decide). Returns the estimate and whether it was mapped.
+    """
+    if clipped is None:
+        clipped = looks_clipped(noisy)
+    return (declip(estimate, noise_sigma) if clipped else estimate), bool(clipped)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .clipping import declip, looks_clipped
+from .clipping import undo_clipping
 from .collaborative import (
     DEFAULT_MAX_GROUP,
     DEFAULT_REFERENCE_STRIDE,
@@ -132,8 +132,6 @@ def collaborative_denoise(
     True
     """
     noisy = check_denoise_inputs(noisy, noise_sigma, patch_size)
-    if clipped is None:
-        clipped = looks_clipped(noisy)
     grouping = {
         "patch_size": patch_size,
         "max_group": max_group,
@@ -142,8 +140,7 @@ def collaborative_denoise(
     }
     pilot = collaborative_hard_thresholding(noisy, noise_sigma, threshold=threshold, callback=callback, **grouping)
     image = collaborative_wiener(noisy, pilot, noise_sigma, noise_factor=noise_factor, callback=callback, **grouping)
-    if clipped:
-        image = declip(image, noise_sigma)
+    image, clipped = undo_clipping(image, noisy, noise_sigma, clipped)
     n_channels = 1 if noisy.ndim == 2 else noisy.shape[2]
     settings = {
         "method": "collaborative",
@@ -152,6 +149,6 @@ def collaborative_denoise(
         "hard_distance_threshold": hard_distance_threshold(noise_sigma, n_channels),
         "noise_factor": noise_factor,
         "wiener_distance_threshold": DISTANCE_THRESHOLD * grouping_gain(n_channels),
-        "clipped": bool(clipped),
+        "clipped": clipped,
     }
     return CollaborativeResult(image, pilot, settings)

@@ -47,7 +47,7 @@ from ..sparse.patches import (
     remove_patch_means,
     sample_patches,
 )
-from .clipping import declip, looks_clipped
+from .clipping import undo_clipping
 from .wiener import collaborative_wiener
 
 __all__ = [
@@ -398,10 +398,7 @@ def ksvd_denoise(
         image = collaborative_wiener(
             noisy, image, noise_sigma, patch_size=patch_size, noise_factor=KSVD_PILOT_NOISE_FACTOR, callback=callback
         )
-    if clipped is None:
-        clipped = looks_clipped(noisy)
-    if clipped:
-        image = declip(image, noise_sigma)
+    image, clipped = undo_clipping(image, noisy, noise_sigma, clipped)
     settings = {
         "patch_size": patch_size,
         "n_atoms": n_atoms,
@@ -413,6 +410,6 @@ def ksvd_denoise(
         "stride": stride,
         "wiener": wiener,
         "seed": seed,
-        "clipped": bool(clipped),
+        "clipped": clipped,
     }
     return DenoiseResult(image, dictionary, mean_atoms, settings)
