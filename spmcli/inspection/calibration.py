@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
+from scipy.special import ndtri
 
 __all__ = [
     "MIN_CALIBRATION_IMAGES",
@@ -72,7 +72,7 @@ def calibrated_threshold(scores: np.ndarray, quantile: float) -> tuple[float, st
         threshold = float(np.quantile(scores, quantile))
         return threshold, f"quantile {quantile:g} of {scores.size} calibration image scores"
     spread = float(scores.std(ddof=1)) if scores.size > 1 else 0.0
-    threshold = float(scores.mean() + stats.norm.ppf(quantile) * spread)
+    threshold = float(scores.mean() + ndtri(quantile) * spread)
     return threshold, (
         f"quantile {quantile:g} of a normal fit to {scores.size} calibration image scores "
         f"(fewer than {MIN_EMPIRICAL_CALIBRATION})"

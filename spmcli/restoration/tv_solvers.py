@@ -22,7 +22,6 @@ References
 from __future__ import annotations
 
 import numpy as np
-from skimage.restoration import denoise_tv_bregman, denoise_tv_chambolle
 
 __all__ = [
     "BREGMAN_FACTOR",
@@ -86,6 +85,10 @@ def chambolle(
         weight *= float(np.sqrt(pixels.shape[2]))
         denoised, iterations = vectorial_tv_chambolle(single, weight, eps=eps, max_num_iter=max_iterations)
         return denoised, weight, iterations
+    # Imported here, as in noise.py: skimage.restoration pulls in scipy.stats
+    # (0.7-1.5 s), which `spmcli --help` and the other commands should not pay.
+    from skimage.restoration import denoise_tv_chambolle
+
     channel_axis = -1 if pixels.ndim == 3 else None
     denoised = denoise_tv_chambolle(
         single, weight=weight, eps=eps, max_num_iter=max_iterations, channel_axis=channel_axis
@@ -171,6 +174,8 @@ def bregman(
     solver_weight : float
         The weight the solver was given (:func:`solver_weight`).
     """
+    from skimage.restoration import denoise_tv_bregman
+
     parameter = solver_weight(weight, "bregman")
     channel_axis = -1 if pixels.ndim == 3 else None
     denoised = denoise_tv_bregman(
