@@ -7,6 +7,7 @@ import pytest
 
 from spmcli.metrics import psnr
 from spmcli.restoration.block_matching import block_match, group_sizes, match_references
+from spmcli.restoration.collaborative import CollaborativeStep, collaborative_step
 from spmcli.restoration.collaborative_denoising import collaborative_denoise
 from spmcli.restoration.hard_thresholding import collaborative_hard_thresholding, hard_distance_threshold
 from spmcli.restoration.patch_transforms import haar_matrix, learn_sparsifying_transform, patch_transform
@@ -160,3 +161,39 @@ def test_bad_parameters_are_refused():
         collaborative_wiener(image, image, 0.1, transform="wavelet")
     with pytest.raises(ValueError, match="smaller than"):
         collaborative_hard_thresholding(np.zeros((6, 40)), 0.1)
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_threads_change_nothing_but_the_time(colour):
+    rng = np.random.default_rng(3)
+    grey = blocks_and_stripes(80)
+    clean = np.stack([grey, 1 - grey, np.full_like(grey, 0.4)], axis=2) if colour else grey
+    noisy = clean + rng.normal(0, 0.1, clean.shape)
+    one = collaborative_denoise(noisy, 0.1, n_threads=1)
+    for n_threads in (2, 3):
+        other = collaborative_denoise(noisy, 0.1, n_threads=n_threads)
+        np.testing.assert_array_equal(one.pilot, other.pilot)
+        np.testing.assert_array_equal(one.image, other.image)
+
+
+def test_threads_over_several_blocks_give_the_same_sums():
+    clean = blocks_and_stripes(96)
+    noisy = clean + np.random.default_rng(4).normal(0, 0.1, clean.shape)
+    planes = noisy[:, :, None]
+    step = CollaborativeStep("hard", 8, 16, 6, 3, hard_distance_threshold(0.1), 3.0, "bior1.5")
+    # A budget of 250,000 values makes blocks of 8 x 8 references: 4 x 4 blocks here.
+    blocks = [collaborative_step(planes, 0.1, None, step, block_values=250_000, n_threads=n) for n in (1, 2)]
+    np.testing.assert_array_equal(blocks[0], blocks[1])
+    # Other blocks flip only near-ties of the distances (see test_wiener).
+    whole = collaborative_step(planes, 0.1, None, step, n_threads=2)
+    assert np.mean(np.abs(blocks[0] - whole)) < 5e-4
+
+
+def test_progress_counts_every_reference_once_with_threads(noisy_case):
+    _, noisy, _ = noisy_case
+    calls = []
+    collaborative_denoise(noisy, 0.1, n_threads=2, callback=lambda *call: calls.append(call))
+    for stage in ("hard thresholding", "wiener"):
+        done = [call[1] for call in calls if call[0] == stage]
+        total = {call[2] for call in calls if call[0] == stage}
+        assert done == sorted(done) and len(total) == 1 and done[-1] == total.pop()

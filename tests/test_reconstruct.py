@@ -281,3 +281,17 @@ def test_subprocess_denoises_grayscale_png(tmp_path, noisy_png):
     original = PILImage.open(noisy)
     written = PILImage.open(out)
     assert written.mode == original.mode and written.size == original.size
+
+
+def test_cli_threads_per_image_are_execution_not_settings(tmp_path, noisy_png, monkeypatch):
+    # One image, one worker: the image gets every usable core as threads.
+    monkeypatch.setattr("spmcli.commands._batch.usable_cores", lambda: 4)
+    noisy, _ = noisy_png
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        cli, ["reconstruct", str(noisy), "-o", str(tmp_path / "out.png"), "--sigma", "20", "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    header = json.loads(report.read_text())
+    assert header["execution"] == {"workers": 1, "scheduler": None, "threads": 4}
+    assert "threads" not in header["settings"]

@@ -108,6 +108,12 @@ def resolve_workers(
     return auto_jobs(inputs, peak_bytes_per_pixel), None
 
 
+def threads_per_image(workers: int, scheduler: str | None) -> int:
+    """Threads one image may use: the usable cores the worker processes leave
+    free (1 on a cluster, whose workers share their machines' cores)."""
+    return 1 if scheduler is not None else max(1, usable_cores() // workers)
+
+
 def _available_memory() -> int | None:
     try:
         with open("/proc/meminfo") as handle:
@@ -206,6 +212,14 @@ def build_report(
 ) -> dict:
     """The report every batch command writes: a header, then one record per input in input order."""
     settings_record = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
+    # Fields that say how the work ran, not what it computed (such as threads
+    # per image), belong with the workers: the settings stay the same for the
+    # same output whatever --jobs.
+    execution_fields = [
+        item.name for item in dataclasses.fields(settings) if item.metadata.get("execution")
+    ] if dataclasses.is_dataclass(settings) else []  # fmt: skip
+    execution = {"workers": result.workers, "scheduler": scheduler}
+    execution.update({name: settings_record.pop(name) for name in execution_fields})
     return {
         "report_format": REPORT_FORMAT,
         "spmcli_version": __version__,
@@ -216,7 +230,7 @@ def build_report(
         "started": _timestamp(result.started),
         "finished": _timestamp(result.finished),
         "seconds": round(result.finished - result.started, 3),
-        "execution": {"workers": result.workers, "scheduler": scheduler},
+        "execution": execution,
         "counts": {**result.counts, **(extra_counts or {})},
         "exit_code": exit_code,
         "records": [_clean(record) for record in result.records],

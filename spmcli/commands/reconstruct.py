@@ -7,7 +7,7 @@ import click
 from ..restoration.denoising import DEFAULT_GAIN, LAMBDA_NUMERATOR
 from ..sparse.dictionary import load_dictionary
 from ..tasks import reconstruct as task_module
-from ._batch import batch_options, image_tasks, resolve_workers, run_batch
+from ._batch import batch_options, image_tasks, resolve_workers, run_batch, threads_per_image
 from ._common import (
     SigmaType,
     check_reference,
@@ -157,6 +157,7 @@ def command(
         patch_size=patch_size, n_atoms=n_atoms, iterations=iters,
         training_patches=training_patches, method=method, gain=gain, noisy_weight=noisy_weight, stride=stride,
         wiener=wiener, clipped=clipped, reference=reference, seed=seed, max_pixels=max_pixels,
+        threads=threads_per_image(workers, scheduler),
     )  # fmt: skip
     run_batch(
         ctx, command="reconstruct", function=task_module.reconstruct_image, tasks=image_tasks(paths, targets),

@@ -45,7 +45,9 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,6 +139,7 @@ def collaborative_step(
     *,
     guide: np.ndarray | None = None,
     block_values: int = BLOCK_VALUES,
+    n_threads: int = 1,
     callback: ProgressCallback | None = None,
     stage: str = "",
 ) -> np.ndarray:
@@ -157,6 +160,9 @@ def collaborative_step(
         ``pilot`` (Wiener) or of ``noisy`` (hard thresholding).
     block_values : int
         Memory budget of one block, in float32 values.
+    n_threads : int
+        Bands of the image filtered at once (numpy releases the interpreter
+        lock in its array work). The result does not depend on it.
     callback : callable, optional
         ``callback(stage, refs_done, refs_total)`` after each chunk of groups.
 
@@ -176,19 +182,27 @@ def collaborative_step(
     ref_rows = grid_axis(height, p, step.reference_stride)
     ref_cols = grid_axis(width, p, step.reference_stride)
     # Block side in references, a multiple of the matching tile (so that the
-    # tiles, hence the results, do not depend on the blocks): the block's
+    # tiles, hence the groups, do not depend on the blocks, but for near-ties
+    # that the rounding of the float32 distance products decides): the block's
     # arrays (coefficients of each plane, their sums, the matching features)
     # fit in block_values.
     n_arrays = n_channels * (3 if wiener else 2) + 1
     side = int(np.sqrt(block_values / (n_arrays * p * p))) - 2 * step.search_radius
     block_refs = max(MATCH_TILE, side // step.reference_stride // MATCH_TILE * MATCH_TILE)
+    # Bands of reference rows: at most a block high, and at most half of the
+    # rows (a multiple of the tile, as blocks are), so that even a small image
+    # gives two bands to two threads. Each band is filtered into its own
+    # accumulators, added in band order: the same sums whatever n_threads.
+    half = -(-ref_rows.size // 2)
+    band_refs = min(block_refs, -(-half // MATCH_TILE) * MATCH_TILE)
     filtering = _BlockFilter(step, noise_sigma, n_channels, callback, stage, ref_rows.size * ref_cols.size)
-    numerator = np.zeros((height, width, n_channels), dtype=np.float32)
-    denominator = np.zeros((height, width, n_channels), dtype=np.float32)
-    for row_start in range(0, ref_rows.size, block_refs):
-        block_rows = ref_rows[row_start : row_start + block_refs]
-        top = max(0, int(block_rows[0]) - step.search_radius)
-        bottom = min(height, int(block_rows[-1]) + step.search_radius + p)
+
+    def filter_band(row_start: int) -> tuple[int, np.ndarray, np.ndarray]:
+        band_rows = ref_rows[row_start : row_start + band_refs]
+        top = max(0, int(band_rows[0]) - step.search_radius)
+        bottom = min(height, int(band_rows[-1]) + step.search_radius + p)
+        band_numerator = np.zeros((bottom - top, width, n_channels), dtype=np.float32)
+        band_denominator = np.zeros((bottom - top, width, n_channels), dtype=np.float32)
         for col_start in range(0, ref_cols.size, block_refs):
             block_cols = ref_cols[col_start : col_start + block_refs]
             left = max(0, int(block_cols[0]) - step.search_radius)
@@ -196,8 +210,24 @@ def collaborative_step(
             area = (slice(top, bottom), slice(left, right))
             filtering.run(
                 noisy[area], None if pilot is None else pilot[area], None if guide is None else guide[area],
-                block_rows - top, block_cols - left, numerator[area], denominator[area],
+                band_rows - top, block_cols - left, band_numerator[:, left:right], band_denominator[:, left:right],
             )  # fmt: skip
+        return top, band_numerator, band_denominator
+
+    numerator = np.zeros((height, width, n_channels), dtype=np.float32)
+    denominator = np.zeros((height, width, n_channels), dtype=np.float32)
+
+    def add(bands: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        for top, band_numerator, band_denominator in bands:
+            numerator[top : top + band_numerator.shape[0]] += band_numerator
+            denominator[top : top + band_denominator.shape[0]] += band_denominator
+
+    starts = range(0, ref_rows.size, band_refs)
+    if n_threads <= 1 or len(starts) == 1:
+        add(map(filter_band, starts))
+    else:
+        with ThreadPoolExecutor(min(n_threads, len(starts))) as pool:
+            add(pool.map(filter_band, starts))  # in band order, whichever thread finished first
     return numerator / denominator
 
 
@@ -235,6 +265,7 @@ class _BlockFilter:
             self.shrink = np.float32(step.shrink * noise_sigma)
         self.distance_threshold = np.float32(step.distance_threshold * step.patch_size**2)
         self.callback, self.stage, self.n_refs, self.refs_done = callback, stage, n_refs, 0
+        self._progress_lock = threading.Lock()
 
     def run(
         self,
@@ -286,9 +317,10 @@ class _BlockFilter:
                 for c in range(self.n_channels):
                     pilot_c = None if pilot_coefficients is None else pilot_coefficients[c]
                     self._filter_groups(positions, across, noisy_coefficients[c], pilot_c, sums[c], weights[c])
-                self.refs_done += positions.shape[1]
-                if self.callback is not None:
-                    self.callback(self.stage, self.refs_done, self.n_refs)
+                with self._progress_lock:
+                    self.refs_done += positions.shape[1]
+                    if self.callback is not None:
+                        self.callback(self.stage, self.refs_done, self.n_refs)
         self._aggregate(sums, weights, n_pos_rows, n_pos_cols, numerator, denominator)
 
     def _filter_groups(

@@ -73,6 +73,7 @@ def collaborative_denoise(
     threshold: float = DEFAULT_THRESHOLD,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
     clipped: bool | None = None,
+    n_threads: int = 1,
     callback: Callable[[str, int, int], None] | None = None,
 ) -> CollaborativeResult:
     """Denoise an image by collaborative hard thresholding, then collaborative Wiener filtering.
@@ -105,6 +106,10 @@ def collaborative_denoise(
         which undoes the bias clipping leaves near black and white. By
         default, decided by :func:`~spmcli.restoration.clipping.looks_clipped`
         (no value outside 0..1, some exactly at 0 or 1).
+    n_threads : int
+        Threads filtering bands of the image at once (``spmcli reconstruct``
+        gives each image the cores its batch leaves free); the result does
+        not depend on it, so it is not among the settings.
     callback : callable, optional
         ``callback(stage, refs_done, refs_total)`` with stage
         ``"hard thresholding"`` then ``"wiener"``.
@@ -138,8 +143,9 @@ def collaborative_denoise(
         "search_radius": search_radius,
         "reference_stride": reference_stride,
     }
-    pilot = collaborative_hard_thresholding(noisy, noise_sigma, threshold=threshold, callback=callback, **grouping)
-    image = collaborative_wiener(noisy, pilot, noise_sigma, noise_factor=noise_factor, callback=callback, **grouping)
+    parallel = {"n_threads": n_threads, "callback": callback}
+    pilot = collaborative_hard_thresholding(noisy, noise_sigma, threshold=threshold, **parallel, **grouping)
+    image = collaborative_wiener(noisy, pilot, noise_sigma, noise_factor=noise_factor, **parallel, **grouping)
     image, clipped = undo_clipping(image, noisy, noise_sigma, clipped)
     n_channels = 1 if noisy.ndim == 2 else noisy.shape[2]
     settings = {

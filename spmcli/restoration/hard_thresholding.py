@@ -81,6 +81,7 @@ def collaborative_hard_thresholding(
     threshold: float = DEFAULT_THRESHOLD,
     distance_threshold: float | None = None,
     transform: str = "bior1.5",
+    n_threads: int = 1,
     callback: ProgressCallback | None = None,
 ) -> np.ndarray:
     """BM3D's first step: hard thresholding of groups of similar noisy patches.
@@ -110,6 +111,9 @@ def collaborative_hard_thresholding(
         orthonormal luminance); by default :func:`hard_distance_threshold`.
     transform : str
         The 2-D patch transform: ``"bior1.5"`` (BM3D's) or ``"dct"``.
+    n_threads : int
+        Threads filtering bands of the image at once; the result does not
+        depend on it.
     callback : callable, optional
         ``callback("hard thresholding", refs_done, refs_total)``.
 
@@ -142,6 +146,6 @@ def collaborative_hard_thresholding(
         "hard", patch_size, max_group, search_radius, reference_stride, distance_threshold, threshold, transform
     )
     estimate = collaborative_step(
-        to_planes(noisy), noise_sigma, None, step, callback=callback, stage="hard thresholding"
+        to_planes(noisy), noise_sigma, None, step, n_threads=n_threads, callback=callback, stage="hard thresholding"
     )
     return from_planes(estimate, noisy.shape)

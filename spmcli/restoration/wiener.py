@@ -84,6 +84,7 @@ def collaborative_wiener(
     noise_factor: float = DEFAULT_NOISE_FACTOR,
     distance_threshold: float | None = None,
     transform: str = "learned",
+    n_threads: int = 1,
     callback: Callable[[str, int, int], None] | None = None,
 ) -> np.ndarray:
     """Wiener-filter groups of similar noisy patches, using a pilot estimate.
@@ -120,6 +121,9 @@ def collaborative_wiener(
         The 2-D patch transform: an orthonormal sparsifying transform learned
         from the pilot's patches (:func:`learned_transform`), or the DCT
         (BM3D's).
+    n_threads : int
+        Threads filtering bands of the image at once; the result does not
+        depend on it.
     callback : callable, optional
         ``callback("wiener", refs_done, refs_total)``.
 
@@ -161,8 +165,8 @@ def collaborative_wiener(
         "wiener", patch_size, max_group, search_radius, reference_stride, distance_threshold, noise_factor, "dct",
         basis,
     )  # fmt: skip
-    estimate = collaborative_step(to_planes(noisy), noise_sigma, pilot_planes, step, callback=callback,
-                                  stage="wiener")  # fmt: skip
+    estimate = collaborative_step(to_planes(noisy), noise_sigma, pilot_planes, step, n_threads=n_threads,
+                                  callback=callback, stage="wiener")  # fmt: skip
     return from_planes(estimate, noisy.shape)
 
 

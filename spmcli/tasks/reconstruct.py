@@ -4,7 +4,7 @@ collaborative Wiener step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..batch import ProgressCallback, Task
 from ..errors import SpmcliError
@@ -32,7 +32,10 @@ class ReconstructSettings:
 
     ``sigma`` is ``"auto"`` or a number on the 0..255 scale; ``use_sigma`` says
     whether a noise level is used at all (not with ``--dict --sparsity`` alone);
-    ``clipped`` is ``"auto"``, ``"yes"`` or ``"no"`` (denoisers only).
+    ``clipped`` is ``"auto"``, ``"yes"`` or ``"no"`` (denoisers only);
+    ``threads`` is how many threads the collaborative steps of one image may
+    use (the cores the batch leaves free): it changes no output, so the
+    report lists it under ``execution``, not among the settings.
     """
 
     dictionary: str | None = None
@@ -53,6 +56,7 @@ class ReconstructSettings:
     reference: str | None = None
     seed: int = 0
     max_pixels: int | None = None
+    threads: int = field(default=1, metadata={"execution": True})
 
 
 def reconstruct_image(task: Task, settings: ReconstructSettings, progress: ProgressCallback | None = None) -> dict:
@@ -82,8 +86,9 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
         result, used, mean_atoms = image.pixels, {"note": "sigma is 0: image copied unchanged"}, 0.0
     elif dictionary is None and settings.denoiser == "collaborative":
         denoised = collaborative_denoise(
-            image.pixels, sigma_unit, patch_size=patch_size, clipped=CLIPPED[settings.clipped], callback=progress
-        )
+            image.pixels, sigma_unit, patch_size=patch_size, clipped=CLIPPED[settings.clipped],
+            n_threads=settings.threads, callback=progress,
+        )  # fmt: skip
         result, used, mean_atoms = denoised.image, denoised.settings, None
     elif dictionary is None:
         denoised = ksvd_denoise(
@@ -107,7 +112,9 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
             image_weight=weight, callback=progress,
         )  # fmt: skip
         if apply_wiener:
-            result = collaborative_wiener(image.pixels, result, sigma_unit, patch_size=patch_size, callback=progress)
+            result = collaborative_wiener(
+                image.pixels, result, sigma_unit, patch_size=patch_size, n_threads=settings.threads, callback=progress
+            )
         used = {
             "dictionary": settings.dictionary,
             "patch_size": dictionary.patch_size,
