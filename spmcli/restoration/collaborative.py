@@ -24,7 +24,10 @@ matrix product; the filtered members are summed per patch position with one
 sparse-matrix product, in the 2-D transform domain (aggregation is linear),
 and only the sums go back to pixels. The image is processed in square blocks
 of reference patches with a halo of one search radius, which bounds memory
-whatever the image size.
+whatever the image size, and in bands of block rows (at least two), each
+summed on its own and added in band order: threads can filter bands at once
+(numpy releases the interpreter lock in its array work), and the result is
+the same whatever their number.
 
 Colour images are filtered in an orthonormal opponent colour space (white
 noise of standard deviation sigma per RGB channel stays white with the same
