@@ -161,6 +161,8 @@ def test_bad_parameters_are_refused():
         collaborative_wiener(image, image, 0.1, transform="wavelet")
     with pytest.raises(ValueError, match="smaller than"):
         collaborative_hard_thresholding(np.zeros((6, 40)), 0.1)
+    with pytest.raises(ValueError, match="n_threads"):
+        collaborative_denoise(image, 0.1, n_threads=0)
 
 
 @pytest.mark.parametrize("colour", [False, True])

@@ -295,3 +295,19 @@ def test_cli_threads_per_image_are_execution_not_settings(tmp_path, noisy_png, m
     header = json.loads(report.read_text())
     assert header["execution"] == {"workers": 1, "scheduler": None, "threads": 4}
     assert "threads" not in header["settings"]
+
+
+def test_cli_threads_option_sets_threads_and_changes_no_byte(tmp_path, noisy_png):
+    noisy, _ = noisy_png
+    outputs = {}
+    for threads in ("1", "3"):
+        report = tmp_path / f"report{threads}.json"
+        out = tmp_path / f"out{threads}.png"
+        arguments = ["reconstruct", str(noisy), "-o", str(out), "--sigma", "20", "--threads", threads]
+        result = CliRunner().invoke(cli, [*arguments, "--report", str(report)])
+        assert result.exit_code == 0, result.output
+        assert json.loads(report.read_text())["execution"]["threads"] == int(threads)
+        outputs[threads] = out.read_bytes()
+    assert outputs["1"] == outputs["3"]
+    result = CliRunner().invoke(cli, ["reconstruct", str(noisy), "-o", str(tmp_path / "x.png"), "--threads", "0"])
+    assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "x.png").exists()

@@ -7,7 +7,7 @@ import click
 from ..restoration.denoising import DEFAULT_GAIN, LAMBDA_NUMERATOR
 from ..sparse.dictionary import load_dictionary
 from ..tasks import reconstruct as task_module
-from ._batch import batch_options, image_tasks, resolve_workers, run_batch, threads_per_image
+from ._batch import JobsType, batch_options, image_tasks, resolve_workers, run_batch, threads_per_image
 from ._common import (
     SigmaType,
     check_reference,
@@ -76,6 +76,10 @@ Examples:
               "file). 'yes' undoes the bias that leaves near black and white (Foi 2009: +0.3 to +0.9 dB on "
               "Set14's 8-bit images); 'auto' says yes when no value lies outside the range and some lie on its "
               "ends.")  # fmt: skip
+@click.option("--threads", type=JobsType(), default="auto", show_default=True,
+              help="Threads filtering bands of each image (collaborative denoiser; Wiener step after --dict); "
+              "'auto': the usable cores divided among the --jobs workers, 1 on a cluster. The output is the "
+              "same whatever the number.")  # fmt: skip
 @report_option("sigma and how it was found, the settings used, atoms per patch, seconds, PSNR/SSIM with --reference")
 @reference_option
 @batch_options()
@@ -101,6 +105,7 @@ def command(
     stride: int,
     wiener: bool,
     clipped: str,
+    threads: int | str,
     report_path: str | None,
     reference: str | None,
     seed: int,
@@ -157,7 +162,7 @@ def command(
         patch_size=patch_size, n_atoms=n_atoms, iterations=iters,
         training_patches=training_patches, method=method, gain=gain, noisy_weight=noisy_weight, stride=stride,
         wiener=wiener, clipped=clipped, reference=reference, seed=seed, max_pixels=max_pixels,
-        threads=threads_per_image(workers, scheduler),
+        threads=threads_per_image(workers, scheduler) if threads == "auto" else int(threads),
     )  # fmt: skip
     run_batch(
         ctx, command="reconstruct", function=task_module.reconstruct_image, tasks=image_tasks(paths, targets),

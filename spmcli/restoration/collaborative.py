@@ -175,6 +175,8 @@ def collaborative_step(
         The estimate. Groups are found on the first plane of ``pilot``
         (Wiener) or of ``noisy`` (hard thresholding).
     """
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int | np.integer) or n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
     p = step.patch_size
     height, width, n_channels = noisy.shape
     wiener = step.mode == "wiener"
