@@ -311,3 +311,9 @@ def test_cli_threads_option_sets_threads_and_changes_no_byte(tmp_path, noisy_png
     assert outputs["1"] == outputs["3"]
     result = CliRunner().invoke(cli, ["reconstruct", str(noisy), "-o", str(tmp_path / "x.png"), "--threads", "0"])
     assert result.exit_code == 2 and "--threads" in result.output and not (tmp_path / "x.png").exists()
+
+
+def test_ksvd_denoise_threads_change_no_value():
+    _, noisy = noisy_camera(25, size=64)
+    runs = [ksvd_denoise(noisy, 25 / 255, n_atoms=32, n_iterations=2, n_threads=n).image for n in (1, 2)]
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -77,7 +77,7 @@ Examples:
               "Set14's 8-bit images); 'auto' says yes when no value lies outside the range and some lie on its "
               "ends.")  # fmt: skip
 @click.option("--threads", type=JobsType(), default="auto", show_default=True,
-              help="Threads filtering bands of each image (collaborative denoiser; Wiener step after --dict); "
+              help="Threads filtering bands of each image (the collaborative denoiser and every Wiener step); "
               "'auto': the usable cores divided among the --jobs workers, 1 on a cluster. The output is the "
               "same whatever the number.")  # fmt: skip
 @report_option("sigma and how it was found, the settings used, atoms per patch, seconds, PSNR/SSIM with --reference")

@@ -249,6 +249,7 @@ def ksvd_denoise(
     band_patches: int = DEFAULT_BAND_PATCHES,
     seed: int = 0,
     clipped: bool | None = None,
+    n_threads: int = 1,
     callback: ProgressCallback | None = None,
 ) -> DenoiseResult:
     """Denoise an image with a dictionary learned from its own patches (K-SVD).
@@ -297,6 +298,10 @@ def ksvd_denoise(
         is); if so, the estimate is mapped back through the mean of clipped
         noise (:func:`~spmcli.restoration.clipping.declip`). By default,
         :func:`~spmcli.restoration.clipping.looks_clipped` decides.
+    n_threads : int
+        Threads of the Wiener step (see
+        :func:`~spmcli.restoration.wiener.collaborative_wiener`); the result
+        does not depend on it.
     callback : callable, optional
         ``callback(stage, done, total)`` with stage ``"train"`` after each
         K-SVD iteration, ``"code"`` after each band of patches and
@@ -396,8 +401,9 @@ def ksvd_denoise(
     )  # fmt: skip
     if wiener:
         image = collaborative_wiener(
-            noisy, image, noise_sigma, patch_size=patch_size, noise_factor=KSVD_PILOT_NOISE_FACTOR, callback=callback
-        )
+            noisy, image, noise_sigma, patch_size=patch_size, noise_factor=KSVD_PILOT_NOISE_FACTOR,
+            n_threads=n_threads, callback=callback,
+        )  # fmt: skip
     image, clipped = undo_clipping(image, noisy, noise_sigma, clipped)
     settings = {
         "patch_size": patch_size,

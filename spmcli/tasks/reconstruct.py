@@ -96,7 +96,7 @@ def reconstruct_image(task: Task, settings: ReconstructSettings, progress: Progr
             n_iterations=settings.iterations, training_patches=settings.training_patches,
             method="exact" if settings.method == "ksvd" else settings.method, gain=settings.gain,
             noisy_weight=settings.noisy_weight, stride=settings.stride, wiener=settings.wiener, seed=settings.seed,
-            clipped=CLIPPED[settings.clipped], callback=progress,
+            clipped=CLIPPED[settings.clipped], n_threads=settings.threads, callback=progress,
         )  # fmt: skip
         result, used, mean_atoms = denoised.image, denoised.settings, denoised.mean_atoms
     else:
