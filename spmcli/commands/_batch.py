@@ -34,7 +34,7 @@ _INTERPRETER_BYTES = 120e6
 
 
 class JobsType(click.ParamType):
-    """``auto`` or a positive number of worker processes."""
+    """``auto`` or a positive number (of worker processes, or of threads per image)."""
 
     name = "N|auto"
 
@@ -215,11 +215,10 @@ def build_report(
     # Fields that say how the work ran, not what it computed (such as threads
     # per image), belong with the workers: the settings stay the same for the
     # same output whatever --jobs.
-    execution_fields = [
-        item.name for item in dataclasses.fields(settings) if item.metadata.get("execution")
-    ] if dataclasses.is_dataclass(settings) else []  # fmt: skip
     execution = {"workers": result.workers, "scheduler": scheduler}
-    execution.update({name: settings_record.pop(name) for name in execution_fields})
+    for item in dataclasses.fields(settings) if dataclasses.is_dataclass(settings) else ():
+        if item.metadata.get("execution"):
+            execution[item.name] = settings_record.pop(item.name)
     return {
         "report_format": REPORT_FORMAT,
         "spmcli_version": __version__,
