@@ -387,7 +387,16 @@ def _worker_main(connection: Any) -> None:
     # which unwinds the task (atomic writes remove their temporaries) before the process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
+    # Once a task has returned, its outputs are in place: its record must reach the engine,
+    # so a SIGTERM that arrives while the record is being sent ends the worker just after.
+    sending = False
+    stop_after_send = False
+
     def terminate(number: int, frame: object) -> None:
+        nonlocal stop_after_send
+        if sending:
+            stop_after_send = True
+            return
         raise SystemExit(128 + number)
 
     signal.signal(signal.SIGTERM, terminate)
@@ -398,7 +407,13 @@ def _worker_main(connection: Any) -> None:
             return
         if message is None:
             return
-        connection.send(execute(*message))
+        record = execute(*message)
+        sending = True
+        with contextlib.suppress(OSError):
+            connection.send(record)
+        sending = False
+        if stop_after_send:
+            raise SystemExit(128 + signal.SIGTERM)
 
 
 class _Worker:
@@ -462,26 +477,42 @@ def _run_in_pool(
                     continue
                 if worker.connection in ready or worker.process.sentinel in ready:
                     position, task = worker.current
-                    record = None
-                    with contextlib.suppress(EOFError, OSError):
-                        if worker.connection.poll():
-                            record = worker.connection.recv()
-                    if record is not None:
-                        worker.current = None
-                        finish(position, record)
-                    elif not worker.process.is_alive():
+                    if _collect(worker, finish):
+                        continue
+                    if not worker.process.is_alive():
                         worker.process.join()
                         remove_temporaries(task)
                         finish(position, _death_record(task, worker.process.exitcode))
                         worker.connection.close()
                         workers[index] = _Worker(context)
     finally:
-        _shut_down(workers)
+        _shut_down(workers, finish)
 
 
-def _shut_down(workers: list[_Worker]) -> None:
+def _collect(worker: _Worker, finish: Callable[[int, dict], None]) -> bool:
+    """Pass on the record ``worker`` has sent, if one is waiting; True if it was."""
+    record = None
+    with contextlib.suppress(EOFError, OSError):
+        if worker.connection.poll():
+            record = worker.connection.recv()
+    if record is None or worker.current is None:
+        return False
+    position, _ = worker.current
+    worker.current = None
+    finish(position, record)
+    return True
+
+
+def _shut_down(workers: list[_Worker], finish: Callable[[int, dict], None]) -> None:
     """End every worker: idle ones are told to stop; busy ones are terminated
-    (SIGTERM unwinds their task), then killed if they do not end in time."""
+    (SIGTERM unwinds their task), then killed if they do not end in time.
+
+    Records a worker sent before it ended are still passed on: a task that
+    finished as the batch was stopped wrote its outputs and is counted as done.
+    """
+    for worker in workers:
+        if worker.current is not None:
+            _collect(worker, finish)
     busy = [worker for worker in workers if worker.current is not None]
     for worker in workers:
         if worker.current is None:
@@ -495,10 +526,13 @@ def _shut_down(workers: list[_Worker]) -> None:
         if worker.process.is_alive():
             worker.process.kill()
             worker.process.join()
+        if worker.current is not None:
+            _collect(worker, finish)
         with contextlib.suppress(OSError):
             worker.connection.close()
     for worker in busy:
-        remove_temporaries(worker.current[1])
+        if worker.current is not None:
+            remove_temporaries(worker.current[1])
 
 
 # -- Dask cluster -------------------------------------------------------------------------
@@ -536,7 +570,7 @@ def _run_on_cluster(
             future = client.submit(execute, function, task, settings, None, pure=False, retries=0)
             futures[future] = (position, task)
         for future in as_completed(futures, loop=client.loop):
-            position, task = futures[future]
+            position, task = futures.pop(future)
             try:
                 record = future.result()
             except Exception as error:
@@ -546,6 +580,12 @@ def _run_on_cluster(
             finish(position, record)
         return n_workers
     finally:
+        # Stopped: tasks that finished before the stop wrote their outputs; count them.
+        for future, (position, _) in list(futures.items()):
+            with contextlib.suppress(Exception):
+                if future.status == "finished":
+                    finish(position, future.result(timeout=2))
+                    del futures[future]
         with contextlib.suppress(Exception):
             client.cancel(list(futures))
         with contextlib.suppress(Exception):

@@ -345,6 +345,27 @@ def test_engine_records_come_back_in_input_order_with_shared_fields():
             assert list(record)[:6] == ["input", "output", "status", "error", "seconds", "warnings"]
 
 
+def _finish_as_the_engine_is_stopped(task: batch.Task, settings: None, progress) -> dict:
+    if task.input == "sleeper":
+        time.sleep(60)  # still running when the engine stops: terminated, not started
+    # The worker hears no SIGTERM from here on, so its record is sent whatever the engine's timing:
+    # the engine must read it although the stop arrived first.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    Path(task.output).write_text("done")
+    os.kill(os.getppid(), signal.SIGTERM)
+    return {"value": 1}
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
+def test_a_task_that_finishes_as_the_engine_stops_is_counted_done(tmp_path):
+    tasks = [batch.Task(0, "finisher", str(tmp_path / "finisher.txt")), batch.Task(1, "sleeper", str(tmp_path / "s"))]
+    result = batch.run_tasks(_finish_as_the_engine_is_stopped, tasks, None, jobs=2)
+    assert result.stopped_by == signal.SIGTERM
+    assert (tmp_path / "finisher.txt").read_text() == "done"
+    assert result.records[0]["status"] == "done" and result.records[0]["value"] == 1
+    assert result.records[1]["status"] == "not_started"
+
+
 def test_engine_map_gives_results_in_order_and_raises_the_first_failure():
     engine_map = batch.make_map(jobs=2)
     assert engine_map(pow, [2, 3, 4], [2, 2, 2]) == [4, 9, 16]
