@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from spmcli.inspection.density import fit_expert, group_folds
+from spmcli.inspection.density import Expert, fit_expert, group_folds
 from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError, fit_detector
 from spmcli.inspection.features import line_responses
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
@@ -289,6 +289,23 @@ def test_expert_normaliser_is_a_held_out_quantile():
     )  # fmt: skip
     low, high = np.array([[-50.0, 0.0]]), np.array([[50.0, 0.0]])
     assert one_sided.distances(low, 1)[0][0] < 0.1 < 10 < one_sided.distances(high, 1)[0][0]
+
+
+def test_low_dimensional_expert_search_is_exact_despite_repeated_rows():
+    rng = np.random.default_rng(3)
+    # A one-sided expert's bank: a third of its rows exactly zero, the rest repeated in pairs.
+    values = np.maximum(rng.standard_normal((3000, 2)), 0.0)
+    bank = np.concatenate([values, values[:1000], np.zeros((1500, 2))])
+    expert = Expert("lines", np.array([0, 1]), bank, one_sided=True)
+    queries = rng.standard_normal((500, 2)) * 2
+    squared = ((np.maximum(queries, 0.0)[:, None, :] - bank[None]) ** 2).sum(axis=2)
+    exact = np.sqrt(np.sort(squared, axis=1))
+    distance, nearest = expert.distances(queries, 1)
+    np.testing.assert_allclose(distance, exact[:, 0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.sqrt(squared[np.arange(500), nearest]), exact[:, 0], rtol=1e-12, atol=1e-12)
+    # With several neighbours, repeated rows count as often as they occur.
+    mean_distance, _ = expert.distances(queries, 3)
+    np.testing.assert_allclose(mean_distance, exact[:, :3].mean(axis=1), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(("kind", "feature"), [("scratch", "bright_line"), ("crack", "dark_line")])

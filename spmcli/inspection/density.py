@@ -66,6 +66,10 @@ __all__ = [
 # dev halves, exact search cost twice the time (KolektorSDD 306 vs 145 ms per
 # image) for the same AUROC to 0.01 on every set (BENCHMARKS.md).
 SEARCH_EPS = 1.0
+# Up to this many features the search is exact: in so few dimensions an exact
+# kd-tree search is as fast as the approximate one (the approximation's error
+# reached the size of the normaliser on the two-feature line expert).
+EXACT_SEARCH_MAX_FEATURES = 3
 # Spreads never reach zero (flat training images), so standardised values stay finite.
 SPREAD_FLOOR = 1e-6
 # Aligned mode: weight of the position-averaged variance in each position's
@@ -205,13 +209,25 @@ class Expert:
     bank: np.ndarray
     normaliser: float = 1.0
     one_sided: bool = False
-    _tree: cKDTree | None = field(default=None, repr=False, compare=False)
+    _trees: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
-        # The search tree is rebuilt where it is used: cheaper than shipping it.
+        # The search trees are rebuilt where they are used: cheaper than shipping them.
         state = self.__dict__.copy()
-        state["_tree"] = None
+        state["_trees"] = {}
         return state
+
+    def _search_tree(self, distinct: bool) -> tuple[cKDTree, np.ndarray | None]:
+        """The bank's search tree, over its distinct rows when ``distinct``
+        (with each distinct row's first index in the bank), else over all rows."""
+        if distinct not in self._trees:
+            rows, first = (np.unique(self.bank, axis=0, return_index=True)) if distinct else (self.bank, None)
+            if first is not None and first.size == self.bank.shape[0]:
+                rows, first = self.bank, None
+            # Sliding-midpoint splits (not medians): faster to search here, and
+            # the approximate search's error was a little smaller (BENCHMARKS.md).
+            self._trees[distinct] = (cKDTree(rows, balanced_tree=False), first)
+        return self._trees[distinct]
 
     def watched(self, descriptors: np.ndarray) -> np.ndarray:
         """The expert's columns of ``descriptors`` ``(n, F)``, one-sided where it is."""
@@ -220,10 +236,14 @@ class Expert:
 
     def distances(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw mean distance of ``descriptors`` (all features) to the nearest bank rows, and the nearest row."""
-        if self._tree is None:
-            self._tree = cKDTree(self.bank)
         count = min(n_neighbours, self.bank.shape[0])
-        distances, indices = self._tree.query(self.watched(descriptors), k=count, eps=SEARCH_EPS)
+        # For the nearest row alone, repeated rows add nothing: a one-sided
+        # expert's bank holds thousands of zero rows, which slow the tree down.
+        tree, first = self._search_tree(distinct=count == 1)
+        eps = 0.0 if self.bank.shape[1] <= EXACT_SEARCH_MAX_FEATURES else SEARCH_EPS
+        distances, indices = tree.query(self.watched(descriptors), k=count, eps=eps)
+        if first is not None:
+            indices = first[indices]
         if count == 1:
             return distances, indices
         return distances.mean(axis=1), indices[:, 0]
