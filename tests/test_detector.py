@@ -11,7 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 
-from spmcli.inspection.density import Expert, fit_expert, group_folds
+from spmcli.inspection.density import Expert, fit_expert, group_folds, thin_bank
 from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError, fit_detector
 from spmcli.inspection.features import line_responses
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
@@ -289,6 +289,28 @@ def test_expert_normaliser_is_a_held_out_quantile():
     )  # fmt: skip
     low, high = np.array([[-50.0, 0.0]]), np.array([[50.0, 0.0]])
     assert one_sided.distances(low, 1)[0][0] < 0.1 < 10 < one_sided.distances(high, 1)[0][0]
+
+
+def test_thin_bank_keeps_a_random_half_and_the_rarest_rows():
+    rng = np.random.default_rng(4)
+    # One-sided line features: most rows exactly zero, some weak lines, and 30 strong ones.
+    rows = np.zeros((6000, 2))
+    rows[:2000] = np.abs(rng.normal(0, 0.3, (2000, 2)))
+    rows[2000:2030] = 5 + rng.random((30, 2))
+    rows = rows[rng.permutation(6000)]
+    bank = thin_bank(rows, 400, seed=0)
+    assert bank.shape == (400, 2)
+    # The random half (200 rows) plus every strong line among the rare half's candidates;
+    # the bank stays in the rows' order.
+    order = np.random.default_rng(0).permutation(6000)
+    typical, candidates = rows[order[:200]], rows[order[200:][:4000]]
+    strong = np.sum(candidates.min(axis=1) >= 5)
+    assert strong > 10
+    assert np.sum(bank.min(axis=1) >= 5) == strong + np.sum(typical.min(axis=1) >= 5)
+    positions = [int(np.flatnonzero((rows == row).all(axis=1))[0]) for row in bank if row.any()]
+    assert positions == sorted(positions)
+    assert thin_bank(rows, 400, seed=0).tobytes() == bank.tobytes()
+    assert thin_bank(rows[:300], 400, seed=0).shape == (300, 2)
 
 
 def test_low_dimensional_expert_search_is_exact_despite_repeated_rows():

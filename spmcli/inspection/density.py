@@ -58,6 +58,8 @@ __all__ = [
     "leave_one_out_share",
     "position_model",
     "robust_location_spread",
+    "search_eps",
+    "search_tree",
     "thin_bank",
 ]
 
@@ -86,6 +88,30 @@ def robust_location_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return location, np.maximum(spread, SPREAD_FLOOR)
 
 
+def search_tree(rows: np.ndarray, distinct: bool = False) -> tuple[cKDTree, np.ndarray | None]:
+    """A nearest-neighbour search tree over ``rows`` ``(n, F)``.
+
+    With ``distinct``, over the distinct rows only, and with each one's first
+    index in ``rows`` (None when no row repeats): for the nearest row alone,
+    repeated rows add nothing, and a one-sided feature group holds thousands
+    of rows exactly zero, which slow a tree down. Query it with
+    ``eps=search_eps(F)``.
+    """
+    first = None
+    if distinct:
+        unique, index = np.unique(rows, axis=0, return_index=True)
+        if index.size < rows.shape[0]:
+            rows, first = unique, index
+    # Sliding-midpoint splits, not medians: faster to search on these
+    # descriptors, and the approximate search's error a little smaller.
+    return cKDTree(rows, balanced_tree=False), first
+
+
+def search_eps(n_features: int) -> float:
+    """The search's approximation for ``n_features`` features (0: exact)."""
+    return 0.0 if n_features <= EXACT_SEARCH_MAX_FEATURES else SEARCH_EPS
+
+
 def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int, rare_share: float = 0.5) -> np.ndarray:
     """At most ``bank_size`` good descriptors: half a seeded random sample (the
     typical patches, in proportion), half the rows farthest from that sample
@@ -103,7 +129,8 @@ def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int, rare_share: fl
     # The rare share is chosen among a bounded seeded sample, so learning time
     # stays bounded on large training sets.
     candidates = order[bank_size - n_rare :][: 10 * bank_size]
-    distance, _ = cKDTree(descriptors[typical]).query(descriptors[candidates], k=1, eps=SEARCH_EPS)
+    tree, _ = search_tree(descriptors[typical], distinct=True)
+    distance, _ = tree.query(descriptors[candidates], k=1, eps=search_eps(descriptors.shape[1]))
     rare = candidates[np.argsort(-distance, kind="stable")[:n_rare]]
     return descriptors[np.sort(np.concatenate([typical, rare]))]
 
@@ -218,15 +245,8 @@ class Expert:
         return state
 
     def _search_tree(self, distinct: bool) -> tuple[cKDTree, np.ndarray | None]:
-        """The bank's search tree, over its distinct rows when ``distinct``
-        (with each distinct row's first index in the bank), else over all rows."""
         if distinct not in self._trees:
-            rows, first = (np.unique(self.bank, axis=0, return_index=True)) if distinct else (self.bank, None)
-            if first is not None and first.size == self.bank.shape[0]:
-                rows, first = self.bank, None
-            # Sliding-midpoint splits (not medians): faster to search here, and
-            # the approximate search's error was a little smaller (BENCHMARKS.md).
-            self._trees[distinct] = (cKDTree(rows, balanced_tree=False), first)
+            self._trees[distinct] = search_tree(self.bank, distinct)
         return self._trees[distinct]
 
     def watched(self, descriptors: np.ndarray) -> np.ndarray:
@@ -237,11 +257,9 @@ class Expert:
     def distances(self, descriptors: np.ndarray, n_neighbours: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw mean distance of ``descriptors`` (all features) to the nearest bank rows, and the nearest row."""
         count = min(n_neighbours, self.bank.shape[0])
-        # For the nearest row alone, repeated rows add nothing: a one-sided
-        # expert's bank holds thousands of zero rows, which slow the tree down.
+        # With several neighbours, repeated rows count as often as they occur.
         tree, first = self._search_tree(distinct=count == 1)
-        eps = 0.0 if self.bank.shape[1] <= EXACT_SEARCH_MAX_FEATURES else SEARCH_EPS
-        distances, indices = tree.query(self.watched(descriptors), k=count, eps=eps)
+        distances, indices = tree.query(self.watched(descriptors), k=count, eps=search_eps(self.bank.shape[1]))
         if first is not None:
             indices = first[indices]
         if count == 1:
