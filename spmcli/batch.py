@@ -64,6 +64,7 @@ from typing import Any
 
 from ._allocator import numeric_allocation
 from .errors import SpmcliError
+from .io.atomic import forget_written, written_paths
 
 __all__ = [
     "STATUSES",
@@ -233,15 +234,72 @@ def _outputs_exist(task: Task) -> bool:
     return bool(outputs) and all(Path(path).is_file() for path in outputs)
 
 
+def _task_outputs(task: Task) -> frozenset[str]:
+    return frozenset(os.path.abspath(path) for path in task.outputs or ((task.output,) if task.output else ()))
+
+
+class _StopControl:
+    """When SIGINT or SIGTERM stops the engine: at once, or just after the
+    moment that must not be cut short.
+
+    Held while a record is taken in (received, then stored: cut between the
+    two, a finished image would be reported not started), and while the task
+    running in this process (one job) has written all its outputs but not yet
+    returned its record. A signal in those moments is kept and raised as
+    :class:`Stopped` when they end. Once stopped, further signals are ignored:
+    the shutdown (a second or two) is not cut short either.
+    """
+
+    def __init__(self) -> None:
+        self.holding = 0
+        self.outputs: frozenset[str] = frozenset()
+        self.pending: int | None = None
+        self.stopped = False
+
+    def signalled(self, number: int) -> None:
+        if self.stopped:
+            return
+        if self.holding or (self.outputs and self.outputs <= written_paths()):
+            self.pending = number
+            return
+        self.stop(number)
+
+    def stop(self, number: int) -> None:
+        self.stopped = True
+        raise Stopped(number)
+
+    def raise_pending(self) -> None:
+        if not self.holding and self.pending is not None and not self.stopped:
+            self.stop(self.pending)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding += 1
+        try:
+            yield
+        finally:
+            self.holding -= 1
+        self.raise_pending()
+
+    def run_here(self, task: Task) -> None:
+        """The task about to run in this process."""
+        forget_written()
+        self.outputs = _task_outputs(task)
+
+    def ran_here(self) -> None:
+        self.outputs = frozenset()
+        self.raise_pending()
+
+
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into :class:`Stopped` while the batch runs.
+def _stop_on_signals(control: _StopControl) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`Stopped` while the batch runs (see :class:`_StopControl`).
 
     A SIGINT that was ignored when the process started (a background job) stays ignored.
     """
 
     def handler(number: int, frame: object) -> None:
-        raise Stopped(number)
+        control.signalled(number)
 
     previous = {}
     if threading_is_main():
@@ -333,16 +391,21 @@ def run_tasks(
             to_run.append((position, task))
     stopped_by = None
     workers = 1
-    with _stop_on_signals():
+    control = _StopControl()
+    with _stop_on_signals(control):
         try:
             if scheduler is not None:
-                workers = _run_on_cluster(function, to_run, settings, scheduler, finish)
+                workers = _run_on_cluster(function, to_run, settings, scheduler, finish, control)
             elif jobs > 1 and len(to_run) > 1:
                 workers = min(jobs, len(to_run))
-                _run_in_pool(function, to_run, settings, workers, finish)
+                _run_in_pool(function, to_run, settings, workers, finish, control)
             else:
                 for position, task in to_run:
-                    finish(position, execute(function, task, settings, progress))
+                    control.run_here(task)
+                    record = execute(function, task, settings, progress)
+                    with control.held():
+                        finish(position, record)
+                    control.ran_here()
         except Stopped as stop:
             stopped_by = stop.signal_number
     final = [record if record is not None else _not_started(task) for record, task in zip(records, tasks, strict=True)]
@@ -387,14 +450,16 @@ def _worker_main(connection: Any) -> None:
     # which unwinds the task (atomic writes remove their temporaries) before the process ends.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    # Once a task has returned, its outputs are in place: its record must reach the engine,
-    # so a SIGTERM that arrives while the record is being sent ends the worker just after.
+    # Once every output of the task is in place, the task is done but for its record, which
+    # must reach the engine: a SIGTERM from then on lets the task finish and its record be
+    # sent, and ends the worker just after (the engine waits _TERMINATE_GRACE for it).
+    outputs: frozenset[str] = frozenset()
     sending = False
     stop_after_send = False
 
     def terminate(number: int, frame: object) -> None:
         nonlocal stop_after_send
-        if sending:
+        if sending or (outputs and outputs <= written_paths()):
             stop_after_send = True
             return
         raise SystemExit(128 + number)
@@ -407,13 +472,15 @@ def _worker_main(connection: Any) -> None:
             return
         if message is None:
             return
+        forget_written()
+        outputs = _task_outputs(message[1])
         record = execute(*message)
         sending = True
         with contextlib.suppress(OSError):
-            connection.send(record)
-        sending = False
+            connection.send((record, stop_after_send))  # the flag: this worker ends now
         if stop_after_send:
             raise SystemExit(128 + signal.SIGTERM)
+        sending, outputs = False, frozenset()
 
 
 class _Worker:
@@ -423,6 +490,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.current: tuple[int, Task] | None = None
+        self.ending = False
 
     def send(self, item: tuple[int, Task], function: TaskFunction, settings: Any) -> None:
         self.current = item
@@ -460,6 +528,7 @@ def _run_in_pool(
     settings: Any,
     jobs: int,
     finish: Callable[[int, dict], None],
+    control: _StopControl,
 ) -> None:
     context = _pool_context()
     queue = deque(to_run)
@@ -467,8 +536,12 @@ def _run_in_pool(
     try:
         workers = [_Worker(context) for _ in range(jobs)]
         while queue or any(worker.current for worker in workers):
-            for worker in workers:
+            for index, worker in enumerate(workers):
                 if worker.current is None and queue:
+                    if worker.ending:  # it was told to stop (a SIGTERM from outside) as it finished
+                        worker.process.join()
+                        worker.connection.close()
+                        workers[index] = worker = _Worker(context)
                     worker.send(queue.popleft(), function, settings)
             busy = [worker for worker in workers if worker.current is not None]
             ready = wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy])
@@ -477,33 +550,36 @@ def _run_in_pool(
                     continue
                 if worker.connection in ready or worker.process.sentinel in ready:
                     position, task = worker.current
-                    if _collect(worker, finish):
+                    if _collect(worker, finish, control):
                         continue
                     if not worker.process.is_alive():
                         worker.process.join()
                         remove_temporaries(task)
-                        finish(position, _death_record(task, worker.process.exitcode))
+                        with control.held():
+                            finish(position, _death_record(task, worker.process.exitcode))
                         worker.connection.close()
                         workers[index] = _Worker(context)
     finally:
-        _shut_down(workers, finish)
+        _shut_down(workers, finish, control)
 
 
-def _collect(worker: _Worker, finish: Callable[[int, dict], None]) -> bool:
+def _collect(worker: _Worker, finish: Callable[[int, dict], None], control: _StopControl) -> bool:
     """Pass on the record ``worker`` has sent, if one is waiting; True if it was."""
-    record = None
-    with contextlib.suppress(EOFError, OSError):
-        if worker.connection.poll():
-            record = worker.connection.recv()
-    if record is None or worker.current is None:
-        return False
-    position, _ = worker.current
-    worker.current = None
-    finish(position, record)
-    return True
+    with control.held():
+        message = None
+        with contextlib.suppress(EOFError, OSError):
+            if worker.connection.poll():
+                message = worker.connection.recv()
+        if message is None or worker.current is None:
+            return False
+        record, worker.ending = message
+        position, _ = worker.current
+        worker.current = None
+        finish(position, record)
+        return True
 
 
-def _shut_down(workers: list[_Worker], finish: Callable[[int, dict], None]) -> None:
+def _shut_down(workers: list[_Worker], finish: Callable[[int, dict], None], control: _StopControl) -> None:
     """End every worker: idle ones are told to stop; busy ones are terminated
     (SIGTERM unwinds their task), then killed if they do not end in time.
 
@@ -512,7 +588,7 @@ def _shut_down(workers: list[_Worker], finish: Callable[[int, dict], None]) -> N
     """
     for worker in workers:
         if worker.current is not None:
-            _collect(worker, finish)
+            _collect(worker, finish, control)
     busy = [worker for worker in workers if worker.current is not None]
     for worker in workers:
         if worker.current is None:
@@ -527,7 +603,7 @@ def _shut_down(workers: list[_Worker], finish: Callable[[int, dict], None]) -> N
             worker.process.kill()
             worker.process.join()
         if worker.current is not None:
-            _collect(worker, finish)
+            _collect(worker, finish, control)
         with contextlib.suppress(OSError):
             worker.connection.close()
     for worker in busy:
@@ -559,6 +635,7 @@ def _run_on_cluster(
     settings: Any,
     address: str,
     finish: Callable[[int, dict], None],
+    control: _StopControl,
 ) -> int:
     from distributed import as_completed
 
@@ -570,14 +647,16 @@ def _run_on_cluster(
             future = client.submit(execute, function, task, settings, None, pure=False, retries=0)
             futures[future] = (position, task)
         for future in as_completed(futures, loop=client.loop):
-            position, task = futures.pop(future)
-            try:
-                record = future.result()
-            except Exception as error:
-                name = type(error).__name__
-                cause = "a cluster worker died while processing this image" if name == "KilledWorker" else str(error)
-                record = _death_record(task, None) | {"error": f"{cause} ({name})"}
-            finish(position, record)
+            with control.held():
+                position, task = futures.pop(future)
+                try:
+                    record = future.result()
+                except Exception as error:
+                    name = type(error).__name__
+                    died = "a cluster worker died while processing this image"
+                    cause = died if name == "KilledWorker" else str(error)
+                    record = _death_record(task, None) | {"error": f"{cause} ({name})"}
+                finish(position, record)
         return n_workers
     finally:
         # Stopped: tasks that finished before the stop wrote their outputs; count them.

@@ -348,15 +348,15 @@ def test_engine_records_come_back_in_input_order_with_shared_fields():
 def _finish_as_the_engine_is_stopped(task: batch.Task, settings: None, progress) -> dict:
     if task.input == "sleeper":
         time.sleep(60)  # still running when the engine stops: terminated, not started
-    # The worker hears no SIGTERM from here on, so its record is sent whatever the engine's timing:
-    # the engine must read it although the stop arrived first.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # The worker ignores SIGTERM from here on (a mask would not do: a signal for the process
+    # may reach another thread), so its record is sent whatever the engine's timing: the
+    # engine must read it although the stop arrived first.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     Path(task.output).write_text("done")
     os.kill(os.getppid(), signal.SIGTERM)
     return {"value": 1}
 
 
-@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
 def test_a_task_that_finishes_as_the_engine_stops_is_counted_done(tmp_path):
     tasks = [batch.Task(0, "finisher", str(tmp_path / "finisher.txt")), batch.Task(1, "sleeper", str(tmp_path / "s"))]
     result = batch.run_tasks(_finish_as_the_engine_is_stopped, tasks, None, jobs=2)
@@ -364,6 +364,35 @@ def test_a_task_that_finishes_as_the_engine_stops_is_counted_done(tmp_path):
     assert (tmp_path / "finisher.txt").read_text() == "done"
     assert result.records[0]["status"] == "done" and result.records[0]["value"] == 1
     assert result.records[1]["status"] == "not_started"
+
+
+def _terminated_once_written(task: batch.Task, settings: None, progress) -> dict:
+    from spmcli.io.atomic import atomic_path
+
+    with atomic_path(task.output) as temporary:
+        temporary.write_text("done")
+    # SIGTERM (as the engine's, or anyone's) once the output is in place: the task must
+    # still finish and report, not be unwound into a "died" record with its output on disk.
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.1)
+    return {"value": 1}
+
+
+def test_a_worker_terminated_after_writing_its_outputs_reports_its_task(tmp_path):
+    tasks = [batch.Task(index, f"item{index}", str(tmp_path / f"out{index}.txt")) for index in range(3)]
+    result = batch.run_tasks(_terminated_once_written, tasks, None, jobs=2)
+    assert result.stopped_by is None
+    assert [record["status"] for record in result.records] == ["done"] * 3, result.records
+    assert [record["value"] for record in result.records] == [1, 1, 1]
+    assert all((tmp_path / f"out{index}.txt").read_text() == "done" for index in range(3))
+
+
+def test_one_job_stopped_after_writing_its_outputs_reports_the_task_then_stops(tmp_path):
+    tasks = [batch.Task(index, f"item{index}", str(tmp_path / f"out{index}.txt")) for index in range(2)]
+    result = batch.run_tasks(_terminated_once_written, tasks, None, jobs=1)
+    assert result.stopped_by == signal.SIGTERM
+    assert [record["status"] for record in result.records] == ["done", "not_started"]
+    assert (tmp_path / "out0.txt").read_text() == "done" and not (tmp_path / "out1.txt").exists()
 
 
 def test_engine_map_gives_results_in_order_and_raises_the_first_failure():

@@ -7,6 +7,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from spmcli.errors import ImageReadError, ImageWriteError, SpmcliError
+from spmcli.io.atomic import forget_written, written_paths
 from spmcli.io.images import find_images, read_image, to_dtype, write_image
 
 RNG = np.random.default_rng(0)
@@ -197,6 +198,22 @@ def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(ImageWriteError, match="disk full"):
         write_image(tmp_path / "x.png", np.zeros((4, 4)))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_completed_writes_are_recorded_failed_ones_are_not(tmp_path, monkeypatch):
+    forget_written()
+    write_image(tmp_path / "a.png", np.zeros((4, 4)))
+    assert written_paths() == {str(tmp_path / "a.png")}
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(PILImage.Image, "save", explode)
+    with pytest.raises(ImageWriteError):
+        write_image(tmp_path / "b.png", np.zeros((4, 4)))
+    assert written_paths() == {str(tmp_path / "a.png")}
+    forget_written()
+    assert written_paths() == frozenset()
 
 
 def test_find_images_expands_folders_globs_and_files(image_folder):

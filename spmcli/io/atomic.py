@@ -12,7 +12,22 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "forget_written", "written_paths"]
+
+# Absolute paths this process has renamed into place since forget_written():
+# a batch worker told to stop asks whether its task's outputs are all in
+# place, and then lets the task finish and report instead of unwinding it.
+_written: set[str] = set()
+
+
+def written_paths() -> frozenset[str]:
+    """Absolute paths :func:`atomic_path` has completed since :func:`forget_written`."""
+    return frozenset(_written)
+
+
+def forget_written() -> None:
+    """Start a new record of completed paths (a batch worker, before each task)."""
+    _written.clear()
 
 
 @contextlib.contextmanager
@@ -35,7 +50,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temporary_path, 0o666 & ~umask)
-        os.replace(temporary_path, path)
+        # Recorded before the rename, so no signal can fall between the two.
+        key = os.path.abspath(path)
+        _written.add(key)
+        try:
+            os.replace(temporary_path, path)
+        except BaseException:
+            _written.discard(key)
+            raise
     except BaseException:
         with contextlib.suppress(OSError):
             temporary_path.unlink()
