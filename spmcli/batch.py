@@ -229,13 +229,18 @@ def _not_started(task: Task) -> dict:
             "warnings": []}  # fmt: skip
 
 
+def _output_paths(task: Task) -> tuple[str, ...]:
+    """Every file ``task`` writes: its ``outputs``, else its main ``output``."""
+    return task.outputs or ((task.output,) if task.output else ())
+
+
 def _outputs_exist(task: Task) -> bool:
-    outputs = task.outputs or ((task.output,) if task.output else ())
+    outputs = _output_paths(task)
     return bool(outputs) and all(Path(path).is_file() for path in outputs)
 
 
 def _task_outputs(task: Task) -> frozenset[str]:
-    return frozenset(os.path.abspath(path) for path in task.outputs or ((task.output,) if task.output else ()))
+    return frozenset(os.path.abspath(path) for path in _output_paths(task))
 
 
 class _StopControl:
@@ -325,7 +330,7 @@ def threading_is_main() -> bool:
 def remove_temporaries(task: Task) -> None:
     """Remove the temporary files (``.<stem>.*.part<suffix>``, see
     :func:`spmcli.io.atomic.atomic_path`) of a task whose process was killed."""
-    for output in task.outputs or ((task.output,) if task.output else ()):
+    for output in _output_paths(task):
         target = Path(output)
         folder = target.parent if str(target.parent) else Path(".")
         with contextlib.suppress(OSError):

@@ -17,17 +17,19 @@ __all__ = ["atomic_path", "atomic_write_text", "forget_written", "written_paths"
 # Absolute paths this process has renamed into place since forget_written():
 # a batch worker told to stop asks whether its task's outputs are all in
 # place, and then lets the task finish and report instead of unwinding it.
-_written: set[str] = set()
+# None until a first forget_written(), so that a library user's writes are not kept.
+_written: set[str] | None = None
 
 
 def written_paths() -> frozenset[str]:
     """Absolute paths :func:`atomic_path` has completed since :func:`forget_written`."""
-    return frozenset(_written)
+    return frozenset(_written or ())
 
 
 def forget_written() -> None:
-    """Start a new record of completed paths (a batch worker, before each task)."""
-    _written.clear()
+    """Start a new record of completed paths (a batch engine, before each task)."""
+    global _written
+    _written = set()
 
 
 @contextlib.contextmanager
@@ -51,12 +53,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(temporary_path, 0o666 & ~umask)
         # Recorded before the rename, so no signal can fall between the two.
-        key = os.path.abspath(path)
-        _written.add(key)
+        written, key = _written, os.path.abspath(path)
+        if written is not None:
+            written.add(key)
         try:
             os.replace(temporary_path, path)
         except BaseException:
-            _written.discard(key)
+            if written is not None:
+                written.discard(key)
             raise
     except BaseException:
         with contextlib.suppress(OSError):
