@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -321,3 +322,12 @@ def test_spmcli_pictures_in_an_input_folder_are_never_scored(folder, tmp_path):
     Image.fromarray(texture(9)).save(folder / "part_overlay.png")
     result = invoke("detect", folder, "--dict", model, "--report", tmp_path / "r.json")
     assert len(json.loads((tmp_path / "r.json").read_text())["records"]) == 5
+
+
+@pytest.mark.parametrize("command", cli.list_commands(click.Context(cli)))
+def test_help_text_is_printed_as_written(command):
+    # Click does not %-format help strings: a "%%" written for argparse shows as is.
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert f" {command} [OPTIONS]" in result.output.splitlines()[0]
+    assert "%%" not in result.output

@@ -146,7 +146,7 @@ def _evaluation_line(evaluation: dict) -> str:
     type=click.Path(exists=True, file_okay=False),
     default=None,
     help="With --labels: folder of defect masks named like the images (nonzero = defect; good images need none): "
-    "add pixel AUROC and AUPRO (up to 30%% false positives).",
+    "add pixel AUROC and AUPRO (up to 30% false positives).",
 )
 @click.option(
     "--quality",
