@@ -6,8 +6,8 @@ gravel most good crops reach their maximum within a few pixels of the crop's
 border. This script measures what two ways of discounting the border would
 be worth, per texture and per defect kind (image AUROC), beside the default:
 
-- ``band B``: the image score is the map's maximum more than B pixels from
-  the border (a defect touching the border would be missed: a diagnostic,
+- ``maximum beyond B px of the border``: the image score is the map's
+  maximum more than B pixels from the border (a defect touching the border would be missed: a diagnostic,
   not a method);
 - ``border normaliser q``: the map is divided, in bands of distance to the
   border (0-1, 2-3, 4-7, 8-11, 12-15, 16-23, 24-31 pixels), by the ratio of
@@ -37,11 +37,11 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_denoise import DEFAULT_DATA
 from detect_data import DEFECT_KINDS, TEXTURES, load_ksdd, synthetic_set
 
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BANDS = (4, 8, 12)
 QUANTILES = (0.99, 0.999)
 BAND_EDGES = np.array([0, 2, 4, 8, 12, 16, 24, 32])
