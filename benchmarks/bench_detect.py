@@ -7,7 +7,8 @@ Sets (see benchmarks/detect_data.py): ELPV mono and poly cells
 labelled test cells), KolektorSDD (``../shared/data/ksdd``: 60 / 40 good images,
 247 good + 52 defective test images with masks) and a synthetic texture set
 (brick, gravel, grass crops with scratches, cracks, spots, stains and missing
-texture, with masks). Each method learns from the training images only and
+texture, with masks); ``--sets outside`` builds the same defects on a texture
+no parameter was chosen on (the moon's surface). Each method learns from the training images only and
 takes its threshold from the calibration images' scores alone (quantile 0.95).
 
 Reported: image AUROC and average precision, accuracy and F1 at the calibrated
@@ -25,7 +26,7 @@ The spmcli rows call :func:`spmcli.inspection.detector.fit_detector` and
 Usage::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_detect.py \\
-        [--sets elpv-mono elpv-poly ksdd synthetic] [--subset dev|holdout|all] \\
+        [--sets elpv-mono elpv-poly ksdd synthetic outside] [--subset dev|holdout|all] \\
         [--methods spmcli release pca intensity] [--ablation] [--set name=value ...]
 
 ``--subset dev`` / ``holdout``: even / odd rows of the ELPV and KolektorSDD
@@ -55,7 +56,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline_detector_v2 as release
-from detect_data import DEFECT_KINDS, TEXTURES, DetectionSet, load_elpv, load_ksdd, synthetic_set
+from detect_data import DEFECT_KINDS, OUTSIDE_TEXTURES, TEXTURES, DetectionSet, load_elpv, load_ksdd, synthetic_set
 
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
@@ -192,6 +193,8 @@ def load_sets(names: list[str], data: Path, subset: str, split: str = "quadrants
             sets.append(load_ksdd(data, subset))
         elif name == "synthetic":
             sets.extend(synthetic_set(texture, seed, split=split) for texture in TEXTURES)
+        elif name == "outside":
+            sets.extend(synthetic_set(texture, seed, split=split) for texture in OUTSIDE_TEXTURES)
         else:
             raise SystemExit(f"unknown set {name}")
     return sets
