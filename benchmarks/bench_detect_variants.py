@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import warnings
 from dataclasses import replace
@@ -50,6 +51,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from spmcli.inspection import detector as detector_module
+from spmcli.inspection.density import SPREAD_FLOOR
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 
 POWERS = {"L4 norm": 4, "L8 norm": 8, "L16 norm": 16}
@@ -59,7 +61,7 @@ FROM_DEFAULT = ("top 1%", *POWERS, "+ PCA")
 
 
 def _mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return values.mean(axis=0), np.maximum(values.std(axis=0), 1e-6)
+    return values.mean(axis=0), np.maximum(values.std(axis=0), SPREAD_FLOOR)
 
 
 def _top_share(anomaly_map: np.ndarray, share: float = 0.01) -> float:
@@ -83,8 +85,8 @@ def _fit(dataset, settings: DetectorSettings, mean_and_std: bool = False):
         detector_module.robust_location_spread = original
 
 
-def run_variants(dataset, variants: tuple[str, ...]) -> dict[str, tuple[float, float, str]]:
-    """AUROC, threshold and mode of each variant on ``dataset``."""
+def run_variants(dataset, variants: tuple[str, ...]) -> tuple[dict[str, tuple[float, float, str]], np.ndarray | None]:
+    """AUROC, threshold and mode of each variant on ``dataset``, and the default's scores."""
     labels = np.asarray(dataset.labels)
     results = {}
     base = DetectorSettings()
@@ -94,20 +96,22 @@ def run_variants(dataset, variants: tuple[str, ...]) -> dict[str, tuple[float, f
         "mode aligned": lambda: _fit(dataset, replace(base, mode="aligned")),
         "mean and std": lambda: _fit(dataset, base, mean_and_std=True),
     }
-    default_detector = None
+    derived = [name for name in variants if name in FROM_DEFAULT]
+    if derived and "default" not in variants:
+        raise SystemExit("the map and ensemble variants need the default variant")
+    default_detector, default_scores, maps = None, None, []
     for name in variants:
         if name in fitted:
             detector = fitted[name]()
-            scores = np.array([detector.score(image).score for image in dataset.test])
+            # The default's maps feed the derived variants: one scoring pass gives both.
+            with_map = name == "default" and bool(derived)
+            image_scores = [detector.score(image, with_map=with_map) for image in dataset.test]
+            scores = np.array([result.score for result in image_scores])
             results[name] = (roc_auc_score(labels, scores), detector.threshold, detector.mode)
             if name == "default":
                 default_detector, default_scores = detector, scores
-                results["default scores"] = scores
-    derived = [name for name in variants if name in FROM_DEFAULT]
+                maps = [result.anomaly_map for result in image_scores] if with_map else []
     if derived:
-        if default_detector is None:
-            raise SystemExit("the map and ensemble variants need the default variant")
-        maps = [default_detector.score(image, with_map=True).anomaly_map for image in dataset.test]
         if "top 1%" in derived:
             results["top 1%"] = (roc_auc_score(labels, [_top_share(m) for m in maps]), float("nan"), "")
         for name, power in POWERS.items():
@@ -118,7 +122,7 @@ def run_variants(dataset, variants: tuple[str, ...]) -> dict[str, tuple[float, f
             pca_scores, pca_threshold, *_ = run_pca(dataset, False)
             combined = default_scores / default_detector.threshold + pca_scores / pca_threshold
             results["+ PCA"] = (roc_auc_score(labels, combined), float("nan"), "")
-    return results
+    return results, default_scores
 
 
 def by_label(scores: np.ndarray, probability: np.ndarray) -> str:
@@ -151,9 +155,9 @@ def main() -> None:
     notes = []
     with threadpool_limits(limits=1):
         for dataset in load_sets(args.sets, args.data, args.subset):
-            results = run_variants(dataset, variants)
-            if "proba" in dataset.extra and "default scores" in results:
-                labels = by_label(results["default scores"], dataset.extra["proba"])
+            results, default_scores = run_variants(dataset, variants)
+            if "proba" in dataset.extra and default_scores is not None:
+                labels = by_label(default_scores, dataset.extra["proba"])
                 notes.append(f"{dataset.name} ({args.subset}), default: {labels}")
             cells = []
             for name in variants:
@@ -170,7 +174,7 @@ def main() -> None:
         print(f"- {note}")
     print()
     print(f"{os.cpu_count()} cores, BLAS limited to one thread")
-    print("command: OMP_NUM_THREADS=1 python " + " ".join([sys.argv[0], *sys.argv[1:]]))
+    print("command: OMP_NUM_THREADS=1 python " + shlex.join(sys.argv))
 
 
 if __name__ == "__main__":
