@@ -41,6 +41,7 @@ of this benchmark did (see ``detect_data.split_regions``).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -85,6 +86,7 @@ ABLATIONS = {
     "two-sided line expert": {"one_sided_experts": ()},
     "isotropic ridges instead of line filters": {"line_length": 0.0},
     "held-out quantile 0.999": {"held_out_quantile": 0.999},
+    "image score = map maximum (format 4)": {"score_power": math.inf},
 }
 
 

@@ -329,9 +329,32 @@ def test_regions_masks_and_mode_in_the_report(folders, tmp_path):
             assert region["peak"] >= region["mean"] > payload["model"]["pixel_threshold"] * 0.5
             assert isinstance(region["explanation"], str) and len(region["explanation"]) > 10
             assert mask[y0:y1, x0:x1].any()  # the mask marks the region
+        assert record["region_level"] in (payload["model"]["pixel_threshold"], record["threshold"])
+        assert record["threshold"] < record["score"] <= record["peak"]
     # The anomaly line explains the finding in words.
     anomaly_lines = [line for line in result.output.splitlines() if line.startswith("anomaly:")]
     assert len(anomaly_lines) == 3 and all(";" in line for line in anomaly_lines)
+
+
+def test_a_higher_threshold_leaves_no_region_and_black_masks(folders, tmp_path):
+    """--threshold moves the image decision only; an image it clears has no region
+    and a black mask, even where its map passes the (calibrated) pixel threshold."""
+    root, model = folders
+    report, masks = tmp_path / "report.json", tmp_path / "masks"
+    result = CliRunner().invoke(
+        cli,
+        ["detect", str(root / "incoming"), "--dict", str(model), "--report", str(report), "--masks-dir", str(masks),
+         "--threshold", "1000"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    calibrated = Detector.from_dictionary(load_dictionary(model)).pixel_threshold
+    assert payload["model"]["threshold"] == 1000 and payload["model"]["pixel_threshold"] == calibrated
+    records = payload["records"]
+    assert any(record["peak"] > calibrated for record in records)  # the defects still peak above it
+    for record in records:
+        assert not record["is_anomaly"] and record["regions"] == [] and record["region_level"] is None
+        assert not np.asarray(PILImage.open(record["mask"])).any()
 
 
 def test_labels_and_ground_truth_masks_give_the_evaluation(folders, tmp_path):

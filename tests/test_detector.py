@@ -5,14 +5,18 @@ persistence and the map_function contract."""
 
 from __future__ import annotations
 
+import json
+import math
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
 
+from spmcli.inspection.calibration import image_score
 from spmcli.inspection.density import Expert, fit_expert, group_folds, thin_bank
 from spmcli.inspection.detector import (
+    SPREAD_OUT,
     Detector,
     DetectorSettings,
     NoDetectorError,
@@ -96,9 +100,53 @@ def test_learns_from_different_sizes_and_records_the_mode(fitted, textures):
     assert "differ in size" in record["mode_reason"] == detector.mode_reason or "differ in size" in detector.mode_reason
     assert record["settings"]["mode"] == "auto" and record["settings"]["downscale"] == 1
     assert record["n_good_images"] == 14 and record["n_calibration_images"] == 20
-    assert record["threshold"] == detector.threshold == detector.pixel_threshold
-    good_scores = [detector.score(image).score for image in textures["test_good"]]
-    assert all(np.isfinite(good_scores))
+    assert record["threshold"] == detector.threshold and record["pixel_threshold"] == detector.pixel_threshold
+    assert record["settings"]["score_power"] == 8.0
+    # The image threshold is calibrated on the soft maxima, the pixel threshold on the maps' maxima.
+    assert detector.threshold == pytest.approx(np.quantile(detector.calibration_scores, 0.95))
+    assert detector.pixel_threshold == pytest.approx(np.quantile(detector.calibration_peaks, 0.95))
+    assert np.all(detector.calibration_scores <= detector.calibration_peaks)
+    good = [detector.score(image, with_map=True) for image in textures["test_good"]]
+    assert all(np.isfinite(result.score) for result in good)
+    for result in good:
+        assert result.score == pytest.approx(image_score(result.anomaly_map, 8.0))
+        assert result.peak == pytest.approx(float(result.anomaly_map.max()))
+
+
+def test_image_score_is_the_power_mean():
+    values = np.random.default_rng(0).random((30, 40)) * 3
+    for power in (1.0, 3.0, 8.0, 16.0):
+        expected = np.mean(values.astype(np.float64) ** power) ** (1 / power)
+        assert image_score(values, power) == pytest.approx(expected, rel=1e-12)
+    assert image_score(values, math.inf) == values.max()
+    assert values.mean() < image_score(values, 8.0) < values.max()
+    # Large values do not overflow; empty and all-zero maps score 0; infinity is capped.
+    assert image_score(np.full(4, 1e300), 8.0) == pytest.approx(1e300)
+    assert image_score(np.zeros((3, 3)), 8.0) == 0.0
+    assert image_score(np.array([0.0, np.inf]), 8.0) == 1e300
+
+
+def test_an_image_that_is_not_anomalous_has_no_region(fitted, textures):
+    _, detector = fitted
+    damaged, _ = draw(textures["to_damage"][3], "stain")
+    result = detector.score(damaged, threshold=1e9)
+    assert result.peak > result.pixel_threshold and not result.is_anomaly
+    assert result.regions == [] and result.region_level is None
+
+
+def test_a_spread_out_deviation_is_cut_at_the_image_threshold(fitted, textures):
+    _, detector = fitted
+    image = textures["test_good"][0]
+    plain = detector.score(image)
+    assert plain.peak <= detector.pixel_threshold  # no pixel passes the pixel threshold
+    # Flagged by a lower image threshold: its regions are cut there, and say why.
+    lowered = 0.9 * plain.score
+    result = detector.score(image, with_map=True, threshold=lowered)
+    assert result.is_anomaly and result.region_level == lowered and result.regions
+    assert all(region.explanation.startswith(SPREAD_OUT) for region in result.regions)
+    assert all(region.mean > lowered for region in result.regions)
+    mask = defect_mask(result.anomaly_map, result.region_level, regions=result.regions)
+    assert mask.sum() == sum(region.area for region in result.regions)
 
 
 @pytest.mark.parametrize("kind", ["scratch", "crack", "spots", "stain", "missing_texture"])
@@ -120,7 +168,8 @@ def test_regions_follow_their_documented_fields(fitted, textures):
     damaged, _ = draw(textures["to_damage"][3], "stain")
     result = detector.score(damaged, with_map=True)
     assert result.anomaly_map.dtype == np.float32 and result.anomaly_map.shape == damaged.shape
-    mask = defect_mask(result.anomaly_map, result.pixel_threshold)
+    assert result.region_level == result.pixel_threshold
+    mask = defect_mask(result.anomaly_map, result.region_level)
     assert mask.dtype == bool and mask.sum() == sum(region.area for region in result.regions)
     for region in result.regions:
         assert isinstance(region, Region)
@@ -222,13 +271,36 @@ def test_old_or_missing_detector_is_refused(fitted):
     dictionary, _ = fitted
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
         Detector.from_dictionary(Dictionary(dct_dictionary(8, 16), patch_size=8))
-    old = Dictionary(dictionary.atoms, patch_size=8, extras={**dictionary.extras, "detector_version": np.array(2)})
+    for version in (2, 3):
+        old = Dictionary(
+            dictionary.atoms, patch_size=8, extras={**dictionary.extras, "detector_version": np.array(version)}
+        )
+        with pytest.raises(NoDetectorError, match="re-run learn-dict"):
+            Detector.from_dictionary(old)
+    # A format-5 model without its calibration maxima is incomplete.
+    incomplete = {key: value for key, value in dictionary.extras.items() if key != "detector_calibration_peaks"}
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
-        Detector.from_dictionary(old)
+        Detector.from_dictionary(Dictionary(dictionary.atoms, patch_size=8, extras=incomplete))
     broken = dict(dictionary.extras)
     broken["detector_bank_0_joint"] = broken["detector_bank_0_joint"][:, :2]
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
         Detector.from_dictionary(Dictionary(dictionary.atoms, patch_size=8, extras=broken))
+
+
+def test_a_format_4_model_still_scores_by_the_maximum(fitted, textures):
+    """Format 4 (the last before soft maxima) is read as it was written: its
+    thresholds were calibrated on map maxima, so its score stays the maximum."""
+    dictionary, detector = fitted
+    extras = {key: value for key, value in dictionary.extras.items() if key != "detector_calibration_peaks"}
+    record = json.loads(str(extras["detector_settings"]))
+    del record["score_power"]  # format 4 had no such setting
+    extras.update(detector_version=np.array(4), detector_settings=np.array(json.dumps(record)))
+    old = Detector.from_dictionary(Dictionary(dictionary.atoms, patch_size=8, extras=extras))
+    assert math.isinf(old.settings.score_power)
+    assert np.array_equal(old.calibration_peaks, old.calibration_scores)
+    damaged, _ = draw(textures["to_damage"][3], "stain")
+    result, new = old.score(damaged, with_map=True), detector.score(damaged, with_map=True)
+    assert result.score == result.peak == new.peak and np.array_equal(result.anomaly_map, new.anomaly_map)
 
 
 def test_same_model_from_a_process_pool(textures):

@@ -55,6 +55,10 @@ def test_anomalies_come_first_worst_first_then_failures_then_the_rest(inspection
     assert (summary.scored, summary.anomalies, summary.failed, summary.previews) == (10, 4, 2, 4)
     assert html.count("<img ") == 8  # each anomaly: its preview and its overlay
     assert "corrupt PNG file (truncated)" in html
+    # Each finding says its score, threshold, map peak and pixel threshold.
+    for score in anomalies:
+        assert f'score <span class="score">{score:.3f}</span> &gt; threshold' in html
+        assert f"peak {score + 1.25:.3f} · pixel threshold 1.700" in html
     assert "spmcli detect incoming/ --dict model.npz --report run.json" in html  # the argument list, joined
 
 

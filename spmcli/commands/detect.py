@@ -111,7 +111,8 @@ def _evaluation_line(evaluation: dict) -> str:
     "--threshold",
     type=float,
     default=None,
-    help="Score above which an image is anomalous [default: the calibrated one stored in the dictionary].",
+    help="Score above which an image is anomalous [default: the calibrated one stored in the dictionary]. "
+    "The pixel threshold for regions and masks stays the calibrated one.",
 )
 @click.option(
     "--report",
@@ -131,7 +132,8 @@ def _evaluation_line(evaluation: dict) -> str:
     "--masks-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Write <name>_mask.png for each image: white where the map is above the pixel threshold.",
+    help="Write <name>_mask.png for each image: white in its reported regions (where the map is above the "
+    "pixel threshold), all black for an image that is not anomalous.",
 )
 @click.option(
     "--labels",
@@ -192,10 +194,12 @@ def command(
 ) -> None:
     """Score IMAGES for defects with a detector learned from good images.
 
-    Each image gets an anomaly score (larger = less like the good images) and
-    is anomalous when it is above the threshold calibrated on held-out good
-    images at learn-dict time (or --threshold). Each anomalous image's regions
-    (connected areas of its anomaly map above the pixel threshold) are listed
+    Each image gets an anomaly score (a soft maximum of its anomaly map;
+    larger = less like the good images) and is anomalous when it is above the
+    threshold calibrated on held-out good images at learn-dict time (or
+    --threshold). Each anomalous image's regions (connected areas of its
+    anomaly map above the pixel threshold, or above the image threshold when
+    the deviation is spread too thinly to pass it anywhere) are listed
     with their bounding box, size, peak and mean anomaly and the feature that
     drives them, in words. Images that cannot be read are reported (exit code
     3; that takes precedence over 1) and the others are still scored. With
@@ -249,8 +253,10 @@ def command(
         "mode": detector.mode,
         "mode_reason": detector.mode_reason,
         "threshold": used_threshold,
-        "pixel_threshold": used_threshold,
+        "pixel_threshold": detector.pixel_threshold,
         "threshold_method": method,
+        # null: the map's maximum (models of detector format 4).
+        "score_power": None if math.isinf(detector.settings.score_power) else detector.settings.score_power,
     }
     decided: dict[int, dict] = {}
     run_id = None

@@ -158,7 +158,7 @@ def command(
             f"Learned {'an' if mode[0] in 'aeiou' else 'a'} {mode} detector ({dictionary.n_atoms} atoms, "
             f"{patch_size}x{patch_size}) from {record['n_good_images']} good image(s) "
             f"in {time.perf_counter() - started:.1f} s; threshold {record['threshold']:.3f} "
-            f"({record['threshold_method']}) -> {output}",
+            f"({record['threshold_method']}), pixel threshold {record['pixel_threshold']:.3f} -> {output}",
         )
         say(ctx, f"Mode {mode}: {record['mode_reason']}")
         if record.get("failed_inputs"):

@@ -17,6 +17,7 @@ _EXPORTS = {
     "Region": "regions",
     "fit_detector": "detector",
     "defect_mask": "regions",
+    "image_score": "calibration",
     "anomaly_overlay": "overlay",
     "image_metrics": "evaluation",
     "pixel_auroc": "evaluation",

@@ -1,15 +1,26 @@
-"""The decision threshold, from the scores of held-out good images.
+"""The image score, and the decision thresholds from held-out good images.
 
-The threshold is a high quantile of the anomaly scores of good images that
+An image's score is a *soft maximum* of its anomaly map, the power mean
+``mean(map ** p) ** (1 / p)`` (:func:`image_score`): between the map's mean
+(p = 1) and its maximum (p = infinity). With the default p = 8 it is led by
+the most anomalous few percent of the image, so one stray pixel at the border
+of a good image counts less than a defect that covers a patch or two, and a
+defect spread thinly over a larger area still counts.
+
+The image threshold is a high quantile of the anomaly scores of good images that
 were not used for learning (calibration images): with the default 0.95,
 about 5% of good images are flagged, by design, and everything that scores
 above every good image is. With few calibration images an empirical 95%
 quantile is just about their maximum, so a normal distribution is fitted
-instead, and the caller is warned that the threshold is rough.
+instead, and the caller is warned that the threshold is rough. The *pixel*
+threshold, which cuts an anomalous image's map into regions and masks, is the
+same quantile of the calibration images' map maxima: about 5% of good images
+have a pixel above it.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -20,6 +31,7 @@ __all__ = [
     "MIN_EMPIRICAL_CALIBRATION",
     "calibrated_threshold",
     "check_calibration_count",
+    "image_score",
     "split_calibration",
 ]
 
@@ -27,6 +39,45 @@ __all__ = [
 MIN_CALIBRATION_IMAGES = 3
 # Fewer than this: the threshold is the quantile of a normal fit, with a warning.
 MIN_EMPIRICAL_CALIBRATION = 20
+
+
+def image_score(anomaly_map: np.ndarray, power: float) -> float:
+    """The power mean ``mean(map ** power) ** (1 / power)`` of a non-negative map.
+
+    Parameters
+    ----------
+    anomaly_map : ndarray
+        Non-negative anomaly values (any shape).
+    power : float
+        At least 1; ``math.inf`` gives the maximum.
+
+    Returns
+    -------
+    float
+        Finite, between the map's mean and its maximum (a non-finite maximum
+        gives 1e300).
+
+    Examples
+    --------
+    >>> values = np.array([0.0, 0.0, 0.0, 2.0])
+    >>> round(image_score(values, 1.0), 3), round(image_score(values, 8.0), 3), image_score(values, math.inf)
+    (0.5, 1.682, 2.0)
+    """
+    values = np.asarray(anomaly_map, dtype=np.float64)
+    peak = float(values.max()) if values.size else 0.0
+    if not math.isfinite(peak):
+        return 1e300 if peak > 0 else 0.0
+    if peak <= 0 or math.isinf(power):
+        return max(peak, 0.0)
+    # Divided by the peak first, so large maps cannot overflow; an integer
+    # power of two is repeated squaring (several times faster than np.power).
+    relative = values / peak
+    if power == 2 ** round(math.log2(power)) and power <= 64:
+        for _ in range(round(math.log2(power))):
+            relative = relative * relative
+    else:
+        relative = relative**power
+    return peak * float(relative.mean()) ** (1.0 / power)
 
 
 def check_calibration_count(n_images: int) -> None:

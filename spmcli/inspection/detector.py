@@ -24,13 +24,16 @@ How it works, in order:
    overlaps), averages the scales and is brought to the input's size. Its
    unit: an expert's distance to the nearest good descriptor over that of
    the rarest held-out good patches (good images stay mostly below 1).
-6. The image score is the map's maximum. The threshold is a high quantile of
-   the scores of held-out good images (:mod:`spmcli.inspection.calibration`);
-   the *pixel* threshold is the same number, so an image is anomalous exactly
-   when its map has at least one pixel (one region) above it.
-7. Regions are the connected components above the pixel threshold, each
-   explained by the feature that sets its worst patch apart
-   (:mod:`spmcli.inspection.regions`).
+6. The image score is a soft maximum of the map (its power mean, exponent
+   ``settings.score_power``, 8 by default). The image threshold is a high
+   quantile of the scores of held-out good images, the *pixel* threshold the
+   same quantile of their maps' maxima (:mod:`spmcli.inspection.calibration`).
+7. An anomalous image's regions are the connected components of its map
+   above the pixel threshold, each explained by the feature that sets its
+   worst patch apart (:mod:`spmcli.inspection.regions`). When a deviation is
+   spread too thinly for any pixel to pass the pixel threshold, the regions
+   are cut at the image threshold instead and say so ("spread out"). An image
+   that is not anomalous has no regions.
 
 Per-image work in :func:`fit_detector` (working images of each good image,
 their features, the scores of the calibration images) goes through a
@@ -51,8 +54,9 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any
 
@@ -62,7 +66,7 @@ from ..metrics import psnr, ssim
 from ..sparse.dictionary import Dictionary
 from ..sparse.learning import learn_dictionary
 from ..sparse.patches import PatchGrid
-from .calibration import calibrated_threshold, check_calibration_count, split_calibration
+from .calibration import calibrated_threshold, check_calibration_count, image_score, split_calibration
 from .density import (
     Expert,
     PositionModel,
@@ -92,7 +96,12 @@ __all__ = [
     "split_calibration",
 ]
 
-DETECTOR_VERSION = 4
+DETECTOR_VERSION = 5
+# Format 4 (the image score was the map's maximum) is still read: its
+# thresholds are those of the maximum, so it is scored with score_power inf.
+OLDEST_READABLE_VERSION = 4
+# Prefix of the explanation of a region cut at the image threshold.
+SPREAD_OUT = "spread out (no pixel above the pixel threshold): "
 
 MapFunction = Callable[..., Iterable[Any]]
 
@@ -108,18 +117,27 @@ class ImageScore:
     Attributes
     ----------
     score : float
-        Anomaly score: the maximum of the anomaly map (finite; larger is more
-        anomalous; same unit as the map).
+        Anomaly score: the power mean of the anomaly map with exponent
+        ``settings.score_power`` (finite; larger is more anomalous; same unit
+        as the map, at most ``peak``).
     threshold : float
-        The image threshold it is compared with (calibrated).
+        The image threshold it is compared with (calibrated, or given).
     is_anomaly : bool
         ``score > threshold``.
     pixel_threshold : float
-        Map value above which a pixel counts as defective (calibrated on good
-        images; equal to ``threshold``, so an anomalous image has a region).
+        Map value above which a pixel of an anomalous image counts as
+        defective (calibrated on the good images' map maxima).
     regions : list of Region
-        Connected components of the map above ``pixel_threshold``, strongest
-        first (at most :data:`spmcli.inspection.regions.MAX_REGIONS`).
+        Anomalous images only: connected components of the map above
+        ``region_level``, strongest first (at most
+        :data:`spmcli.inspection.regions.MAX_REGIONS`); at least one.
+    peak : float
+        The map's maximum.
+    region_level : float or None
+        The map level the regions (and the defect mask) are cut at:
+        ``pixel_threshold``, or ``threshold`` when the map of an anomalous
+        image is nowhere above the pixel threshold (a deviation spread out);
+        None for an image that is not anomalous (no regions, empty mask).
     anomaly_map : ndarray of float32 or None
         ``(H, W)`` like the input (``with_map=True`` only). Unit: the
         anomaly of the patches covering a pixel, each its largest expert
@@ -140,6 +158,8 @@ class ImageScore:
     is_anomaly: bool
     pixel_threshold: float
     regions: list[Region] = field(default_factory=list)
+    peak: float = 0.0
+    region_level: float | None = None
     anomaly_map: np.ndarray | None = None
     max_patch_error: float = 0.0
     psnr: float = float("nan")
@@ -238,11 +258,13 @@ class Detector:
     threshold : float
         Image threshold (scores above it are anomalous).
     pixel_threshold : float
-        Map threshold for regions and masks (equal to ``threshold``).
+        Map threshold for the regions and masks of anomalous images.
     threshold_method : str
         How the threshold was chosen (for reports).
     calibration_scores : ndarray
         Scores of the calibration images.
+    calibration_peaks : ndarray
+        Their maps' maxima (the pixel threshold's sample).
     """
 
     atoms: np.ndarray
@@ -256,6 +278,7 @@ class Detector:
     pixel_threshold: float = float("inf")
     threshold_method: str = ""
     calibration_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    calibration_peaks: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -306,7 +329,8 @@ class Detector:
         with_quality : bool
             Compute PSNR/SSIM of the reconstruction (NaN otherwise).
         threshold : float, optional
-            Use this image and pixel threshold instead of the calibrated one.
+            Use this image threshold instead of the calibrated one (the
+            pixel threshold stays the calibrated one).
 
         Returns
         -------
@@ -344,15 +368,27 @@ class Detector:
             working_map += scale_map / len(features)
         max_error = float(features[0].residual_rms.max())
         anomaly_map = _resize_linear(working_map, original_shape).astype(np.float32)
-        peak = float(anomaly_map.max())
-        score = peak if np.isfinite(peak) else (1e300 if peak > 0 else 0.0)
-        regions = self._regions(anomaly_map, used_threshold, results, original_shape) if score > used_threshold else []
+        peak = image_score(anomaly_map, math.inf)
+        score = image_score(anomaly_map, self.settings.score_power)
+        is_anomaly = score > used_threshold
+        regions: list[Region] = []
+        region_level = None
+        if is_anomaly:
+            region_level = self.pixel_threshold
+            if peak <= region_level:
+                # Spread out: no pixel passes, but peak >= score > used_threshold.
+                region_level = used_threshold
+            regions = self._regions(anomaly_map, region_level, results, original_shape)
+            if region_level != self.pixel_threshold:
+                regions = [replace(region, explanation=SPREAD_OUT + region.explanation) for region in regions]
         return ImageScore(
             score=score,
             threshold=used_threshold,
-            is_anomaly=score > used_threshold,
-            pixel_threshold=used_threshold,
+            is_anomaly=is_anomaly,
+            pixel_threshold=self.pixel_threshold,
             regions=regions,
+            peak=peak,
+            region_level=region_level,
             anomaly_map=anomaly_map if with_map else None,
             max_patch_error=max_error,
         )
@@ -462,6 +498,7 @@ class Detector:
             "detector_pixel_threshold": np.array(self.pixel_threshold, dtype=np.float64),
             "detector_threshold_method": np.array(self.threshold_method),
             "detector_calibration_scores": np.asarray(self.calibration_scores, dtype=np.float64),
+            "detector_calibration_peaks": np.asarray(self.calibration_peaks, dtype=np.float64),
         }
         for scale, model in enumerate(self.scales):
             extras[f"detector_location_{scale}"] = np.asarray(model.location, dtype=np.float64)
@@ -516,13 +553,16 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
         raise NoDetectorError("the detector version in this dictionary is invalid; re-run learn-dict") from None
     if version > DETECTOR_VERSION:
         raise NoDetectorError(f"detector format {version} is newer than this spmcli reads; upgrade spmcli")
-    if version < DETECTOR_VERSION:
+    if version < OLDEST_READABLE_VERSION:
         raise NoDetectorError(
             f"detector format {version} is from an older spmcli (the features changed); "
             "re-run learn-dict --detector on the good images"
         )
     try:
-        settings = DetectorSettings.from_record(json.loads(str(extras["detector_settings"])))
+        record = json.loads(str(extras["detector_settings"]))
+        if version == 4:
+            record["score_power"] = None  # the maximum, which its thresholds were calibrated on
+        settings = DetectorSettings.from_record(record)
         mode = str(extras["detector_mode"])
         if mode not in ("pooled", "aligned"):
             raise ValueError(f"unknown mode {mode!r}")
@@ -563,6 +603,8 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
         threshold = float(extras["detector_threshold"])
         pixel_threshold = float(extras["detector_pixel_threshold"])
         scores = np.asarray(extras["detector_calibration_scores"], dtype=np.float64)
+        # Format 4's scores were the maps' maxima.
+        peaks = np.asarray(extras["detector_calibration_peaks"] if version > 4 else scores, dtype=np.float64)
         if len(image_shape) != 2 or not (np.isfinite(threshold) and np.isfinite(pixel_threshold)):
             raise ValueError("invalid threshold or image shape")
     except (KeyError, ValueError, TypeError) as error:
@@ -581,6 +623,7 @@ def _detector_from_extras(dictionary: Dictionary) -> Detector:
         pixel_threshold=pixel_threshold,
         threshold_method=str(extras.get("detector_threshold_method", "")),
         calibration_scores=scores,
+        calibration_peaks=peaks,
     )
 
 
@@ -611,9 +654,10 @@ def image_features(
     return [scale_features(level, atoms, patch_size, settings).values for level in levels]
 
 
-def calibration_score(detector: Detector, pixels: np.ndarray) -> float:
-    """Score of one calibration image (the per-image stage of calibration)."""
-    return detector.score(pixels).score
+def calibration_score(detector: Detector, pixels: np.ndarray) -> tuple[float, float]:
+    """Score and map maximum of one calibration image (the per-image stage of calibration)."""
+    result = detector.score(pixels)
+    return result.score, result.peak
 
 
 def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable | None) -> Iterator[Any]:
@@ -803,7 +847,7 @@ def fit_detector(
         scales=scales,
         image_shape=tuple(image_shape) if image_shape is not None else (0, 0),  # type: ignore[arg-type]
     )
-    scores = list(
+    scores_and_peaks = list(
         _reporting(
             map_function(calibration_score, repeat(detector), calibration_images),
             "calibrate",
@@ -811,11 +855,12 @@ def fit_detector(
             callback,
         )
     )
-    detector.calibration_scores = np.asarray(scores, dtype=np.float64)
+    detector.calibration_scores = np.array([score for score, _ in scores_and_peaks], dtype=np.float64)
+    detector.calibration_peaks = np.array([peak for _, peak in scores_and_peaks], dtype=np.float64)
     detector.threshold, detector.threshold_method = calibrated_threshold(
         detector.calibration_scores, settings.threshold_quantile
     )
-    detector.pixel_threshold = detector.threshold
+    detector.pixel_threshold, _ = calibrated_threshold(detector.calibration_peaks, settings.threshold_quantile)
     dictionary.extras.update(detector.to_extras())
     dictionary.metadata["detector"] = {
         "format": DETECTOR_VERSION,

@@ -251,6 +251,7 @@ def render_html_report(
                 "overlay_size": _display_size(overlay),
                 "overlay_given": bool(absolute.get("overlay")),
                 "pixel_threshold_text": _score_text(record.get("pixel_threshold")),
+                "peak_text": _score_text(record.get("peak")),
                 "regions": _region_rows(regions),
                 "more_regions": max(0, len(regions) - MAX_REGIONS_SHOWN),
             }

@@ -54,6 +54,7 @@ def anomaly_overlay(
     pixel_threshold: float,
     *,
     regions: Sequence[Region] | None = None,
+    contour_level: float | None = None,
 ) -> np.ndarray:
     """The image with its regions outlined, beside the anomaly map over the image.
 
@@ -68,7 +69,12 @@ def anomaly_overlay(
         and the colour scale runs from half of it to twice it.
     regions : sequence of Region, optional
         When given, only regions whose bounding box is listed are outlined
-        (e.g. the strongest few); by default every component above the threshold.
+        (e.g. the ones a report lists; none for an empty sequence); by
+        default every component above the contour level.
+    contour_level : float, optional
+        Map level the contours follow (:attr:`ImageScore.region_level`);
+        default ``pixel_threshold``. The colour scale always follows
+        ``pixel_threshold``, so that maps of different images compare.
 
     Returns
     -------
@@ -81,13 +87,8 @@ def anomaly_overlay(
     anomaly_map = np.nan_to_num(np.asarray(anomaly_map, dtype=np.float64))
     if anomaly_map.shape != image.shape[:2]:
         raise ValueError(f"anomaly map {anomaly_map.shape} does not match the image {image.shape[:2]}")
-    mask = defect_mask(anomaly_map, pixel_threshold)
-    if regions is not None:
-        keep = np.zeros_like(mask)
-        for region in regions:
-            x0, y0, x1, y1 = region.bbox
-            keep[y0:y1, x0:x1] = True
-        mask &= keep
+    level = pixel_threshold if contour_level is None else contour_level
+    mask = defect_mask(anomaly_map, level, regions=regions)
     # One-pixel ring, one pixel outside the region: the region itself is not painted.
     grown = ndimage.binary_dilation(mask, iterations=1)
     ring = ndimage.binary_dilation(grown, iterations=1) & ~grown

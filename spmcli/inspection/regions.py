@@ -11,6 +11,7 @@ that feature, so that a person can check it on the image.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -88,9 +89,22 @@ class Region:
         return record
 
 
-def defect_mask(anomaly_map: np.ndarray, pixel_threshold: float) -> np.ndarray:
-    """Boolean mask of the pixels whose anomaly is above ``pixel_threshold``."""
-    return np.asarray(anomaly_map) > pixel_threshold
+def defect_mask(
+    anomaly_map: np.ndarray, pixel_threshold: float, *, regions: Sequence[Region] | None = None
+) -> np.ndarray:
+    """Boolean mask of the pixels whose anomaly is above ``pixel_threshold``.
+
+    With ``regions``, only the pixels inside one of their bounding boxes (the
+    regions a report lists; an empty sequence gives an empty mask).
+    """
+    mask = np.asarray(anomaly_map) > pixel_threshold
+    if regions is not None:
+        keep = np.zeros_like(mask)
+        for region in regions:
+            x0, y0, x1, y1 = region.bbox
+            keep[y0:y1, x0:x1] = True
+        mask &= keep
+    return mask
 
 
 def label_regions(anomaly_map: np.ndarray, pixel_threshold: float) -> list[tuple[np.ndarray, tuple[int, ...]]]:

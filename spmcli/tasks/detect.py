@@ -93,17 +93,30 @@ def score_image(task: Task, settings: DetectSettings, progress: ProgressCallback
     )
     if outputs.anomaly_map is not None:
         write_image(outputs.anomaly_map, result.anomaly_map, dtype="float32", marker=OUTPUT_MARKER)
+    # Contours and mask follow the reported regions only: an image that is not
+    # anomalous has none, even if a pixel passes the pixel threshold.
     if outputs.overlay is not None:
-        picture = anomaly_overlay(image.pixels, result.anomaly_map, result.pixel_threshold)
+        picture = anomaly_overlay(
+            image.pixels,
+            result.anomaly_map,
+            result.pixel_threshold,
+            regions=result.regions,
+            contour_level=result.region_level,
+        )
         write_image(outputs.overlay, picture, dtype="uint8", marker=OUTPUT_MARKER)
     if outputs.mask is not None:
-        mask = defect_mask(result.anomaly_map, result.pixel_threshold)
+        if result.region_level is None:
+            mask = np.zeros(result.anomaly_map.shape, dtype=bool)
+        else:
+            mask = defect_mask(result.anomaly_map, result.region_level, regions=result.regions)
         write_image(outputs.mask, mask.astype(np.float64), dtype="uint8", marker=OUTPUT_MARKER)
     fields = {
         "score": result.score,
         "threshold": result.threshold,
         "is_anomaly": result.is_anomaly,
         "pixel_threshold": result.pixel_threshold,
+        "peak": result.peak,
+        "region_level": result.region_level,
         "n_regions": len(result.regions),
         "regions": [region.to_record() for region in result.regions],
         "anomaly_map": outputs.anomaly_map,
