@@ -357,6 +357,29 @@ def test_a_higher_threshold_leaves_no_region_and_black_masks(folders, tmp_path):
         assert not np.asarray(PILImage.open(record["mask"])).any()
 
 
+def test_a_pixel_threshold_no_pixel_passes_cuts_regions_at_the_image_threshold(folders, tmp_path):
+    root, model = folders
+    report, masks = tmp_path / "report.json", tmp_path / "masks"
+    result = CliRunner().invoke(
+        cli,
+        ["detect", str(root / "incoming"), "--dict", str(model), "--report", str(report), "--masks-dir", str(masks),
+         "--pixel-threshold", "1000"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(report.read_text())
+    assert payload["model"]["pixel_threshold"] == 1000
+    anomalous = [record for record in payload["records"] if record["is_anomaly"]]
+    assert len(anomalous) == 3  # the image decision does not change
+    for record in anomalous:
+        assert record["pixel_threshold"] == 1000 and record["region_level"] == record["threshold"]
+        assert record["regions"] and all(region["explanation"].startswith("spread out") for region in record["regions"])
+        assert np.asarray(PILImage.open(record["mask"])).any()
+    refused = CliRunner().invoke(
+        cli, ["detect", str(root / "incoming"), "--dict", str(model), "--pixel-threshold", "nan"]
+    )
+    assert refused.exit_code == 2 and "--pixel-threshold" in refused.output and "finite" in refused.output
+
+
 def test_labels_and_ground_truth_masks_give_the_evaluation(folders, tmp_path):
     from sklearn.metrics import average_precision_score, roc_auc_score
 

@@ -111,8 +111,14 @@ def _evaluation_line(evaluation: dict) -> str:
     "--threshold",
     type=float,
     default=None,
-    help="Score above which an image is anomalous [default: the calibrated one stored in the dictionary]. "
-    "The pixel threshold for regions and masks stays the calibrated one.",
+    help="Score above which an image is anomalous [default: the calibrated one stored in the dictionary].",
+)
+@click.option(
+    "--pixel-threshold",
+    type=float,
+    default=None,
+    help="Anomaly-map level at which an anomalous image's regions and masks are cut [default: the calibrated "
+    "one stored in the dictionary].",
 )
 @click.option(
     "--report",
@@ -178,6 +184,7 @@ def command(
     images: tuple[str, ...],
     dictionary_path: str,
     threshold: float | None,
+    pixel_threshold: float | None,
     report_path: str | None,
     heatmap_dir: str | None,
     masks_dir: str | None,
@@ -206,8 +213,9 @@ def command(
     --fail-on-anomaly the exit code is 1 when any image is anomalous. --jobs
     scores images in parallel (same results); --db keeps the history for cron.
     """
-    if threshold is not None and not math.isfinite(threshold):
-        raise click.BadParameter("must be a finite number", param_hint="--threshold")
+    for value, hint in ((threshold, "--threshold"), (pixel_threshold, "--pixel-threshold")):
+        if value is not None and not math.isfinite(value):
+            raise click.BadParameter("must be a finite number", param_hint=hint)
     if new_only and database_path is None:
         raise click.UsageError("--new-only needs --db (the database remembers what was scored)")
     if ground_truth_masks is not None and labels_path is None:
@@ -231,7 +239,11 @@ def command(
     method = detector.threshold_method if threshold is None else "given with --threshold"
     workers, scheduler = resolve_workers(ctx, jobs, scheduler, paths, PEAK_BYTES_PER_PIXEL)
     settings = task_module.DetectSettings(
-        model=dictionary_path, threshold=used_threshold, quality=quality, max_pixels=max_pixels
+        model=dictionary_path,
+        threshold=used_threshold,
+        pixel_threshold=pixel_threshold,
+        quality=quality,
+        max_pixels=max_pixels,
     )
     tasks = []
     for index, (path, stem, label) in enumerate(zip(paths, _unique_stems(paths), labels, strict=True)):
@@ -253,7 +265,7 @@ def command(
         "mode": detector.mode,
         "mode_reason": detector.mode_reason,
         "threshold": used_threshold,
-        "pixel_threshold": detector.pixel_threshold,
+        "pixel_threshold": detector.pixel_threshold if pixel_threshold is None else pixel_threshold,
         "threshold_method": method,
         # null: the map's maximum (models of detector format 4).
         "score_power": None if math.isinf(detector.settings.score_power) else detector.settings.score_power,

@@ -126,7 +126,7 @@ class ImageScore:
         ``score > threshold``.
     pixel_threshold : float
         Map value above which a pixel of an anomalous image counts as
-        defective (calibrated on the good images' map maxima).
+        defective (calibrated on the good images' map maxima, or given).
     regions : list of Region
         Anomalous images only: connected components of the map above
         ``region_level``, strongest first (at most
@@ -317,6 +317,7 @@ class Detector:
         with_map: bool = False,
         with_quality: bool = False,
         threshold: float | None = None,
+        pixel_threshold: float | None = None,
     ) -> ImageScore:
         """Score one image.
 
@@ -329,8 +330,10 @@ class Detector:
         with_quality : bool
             Compute PSNR/SSIM of the reconstruction (NaN otherwise).
         threshold : float, optional
-            Use this image threshold instead of the calibrated one (the
-            pixel threshold stays the calibrated one).
+            Use this image threshold instead of the calibrated one.
+        pixel_threshold : float, optional
+            Cut the regions (and masks) of an anomalous image at this map
+            level instead of the calibrated pixel threshold.
 
         Returns
         -------
@@ -343,7 +346,9 @@ class Detector:
         if with_quality:
             rebuilt = _rebuild(features[0].grid, features[0].reconstruction)
             quality = (min(psnr(levels[0], rebuilt), 100.0), ssim(levels[0], rebuilt))
-        result = self.score_features(features, original_shape, with_map=with_map, threshold=threshold)
+        result = self.score_features(
+            features, original_shape, with_map=with_map, threshold=threshold, pixel_threshold=pixel_threshold
+        )
         result.psnr, result.ssim = quality
         return result
 
@@ -354,9 +359,11 @@ class Detector:
         *,
         with_map: bool = False,
         threshold: float | None = None,
+        pixel_threshold: float | None = None,
     ) -> ImageScore:
         """Score an image from its :meth:`image_features` (the second half of :meth:`score`)."""
         used_threshold = self.threshold if threshold is None else float(threshold)
+        used_pixel_threshold = self.pixel_threshold if pixel_threshold is None else float(pixel_threshold)
         results: list[_ScaleResult] = []
         working_map = np.zeros(features[0].grid.image_shape[:2])
         for scale, scale_features_ in enumerate(features):
@@ -374,18 +381,18 @@ class Detector:
         regions: list[Region] = []
         region_level = None
         if is_anomaly:
-            region_level = self.pixel_threshold
+            region_level = used_pixel_threshold
             if peak <= region_level:
                 # Spread out: no pixel passes, but peak >= score > used_threshold.
                 region_level = used_threshold
             regions = self._regions(anomaly_map, region_level, results, original_shape)
-            if region_level != self.pixel_threshold:
+            if region_level != used_pixel_threshold:
                 regions = [replace(region, explanation=SPREAD_OUT + region.explanation) for region in regions]
         return ImageScore(
             score=score,
             threshold=used_threshold,
             is_anomaly=is_anomaly,
-            pixel_threshold=self.pixel_threshold,
+            pixel_threshold=used_pixel_threshold,
             regions=regions,
             peak=peak,
             region_level=region_level,

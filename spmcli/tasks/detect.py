@@ -37,10 +37,12 @@ class ImageOutputs:
 
 @dataclass(frozen=True)
 class DetectSettings:
-    """Everything ``detect`` needs besides the input: the model file and the threshold in use."""
+    """Everything ``detect`` needs besides the input: the model file and the thresholds in use
+    (``pixel_threshold`` None: the calibrated one)."""
 
     model: str
     threshold: float
+    pixel_threshold: float | None = None
     quality: bool = False
     max_pixels: int | None = None
 
@@ -89,7 +91,11 @@ def score_image(task: Task, settings: DetectSettings, progress: ProgressCallback
     image = read_image(task.input, max_pixels=settings.max_pixels)
     wants_map = any((outputs.anomaly_map, outputs.overlay, outputs.mask)) or outputs.ground_truth is not None
     result = detector.score(
-        image.pixels, with_map=wants_map, with_quality=settings.quality, threshold=settings.threshold
+        image.pixels,
+        with_map=wants_map,
+        with_quality=settings.quality,
+        threshold=settings.threshold,
+        pixel_threshold=settings.pixel_threshold,
     )
     if outputs.anomaly_map is not None:
         write_image(outputs.anomaly_map, result.anomaly_map, dtype="float32", marker=OUTPUT_MARKER)
