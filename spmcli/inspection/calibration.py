@@ -63,7 +63,11 @@ def image_score(anomaly_map: np.ndarray, power: float) -> float:
     >>> round(image_score(values, 1.0), 3), round(image_score(values, 8.0), 3), image_score(values, math.inf)
     (0.5, 1.682, 2.0)
     """
-    values = np.asarray(anomaly_map, dtype=np.float64)
+    values = np.asarray(anomaly_map)
+    # float32 maps (the detector's) stay float32: the terms lie in [0, 1] and
+    # are summed in float64, twice as fast as converting the map first.
+    if values.dtype != np.float32:
+        values = values.astype(np.float64)
     peak = float(values.max()) if values.size else 0.0
     if not math.isfinite(peak):
         return 1e300 if peak > 0 else 0.0
@@ -77,7 +81,7 @@ def image_score(anomaly_map: np.ndarray, power: float) -> float:
             relative = relative * relative
     else:
         relative = relative**power
-    return peak * float(relative.mean()) ** (1.0 / power)
+    return peak * float(relative.mean(dtype=np.float64)) ** (1.0 / power)
 
 
 def check_calibration_count(n_images: int) -> None:
