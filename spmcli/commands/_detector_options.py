@@ -55,7 +55,8 @@ def detector_options(function: Callable) -> Callable:
             default=0.95,
             show_default=True,
             help="The detector's threshold is this quantile of the calibration images' scores (0.95: about 5% "
-            "false alarms on good images); with fewer than 20 calibration images, of a normal fit to their scores.",
+            "false alarms on good images), its pixel threshold the same quantile of their anomaly maps' maxima; "
+            "with fewer than 20 calibration images, of a normal fit.",
         ),
         click.option(
             "--mode",

@@ -381,12 +381,12 @@ class Detector:
         regions: list[Region] = []
         region_level = None
         if is_anomaly:
-            region_level = used_pixel_threshold
-            if peak <= region_level:
-                # Spread out: no pixel passes, but peak >= score > used_threshold.
-                region_level = used_threshold
+            # Spread out when no pixel passes the pixel threshold; some pass the
+            # image threshold, since peak >= score > used_threshold.
+            spread_out = peak <= used_pixel_threshold
+            region_level = used_threshold if spread_out else used_pixel_threshold
             regions = self._regions(anomaly_map, region_level, results, original_shape)
-            if region_level != used_pixel_threshold:
+            if spread_out:
                 regions = [replace(region, explanation=SPREAD_OUT + region.explanation) for region in regions]
         return ImageScore(
             score=score,
