@@ -336,18 +336,24 @@ def test_regions_masks_and_mode_in_the_report(folders, tmp_path):
     assert len(anomaly_lines) == 3 and all(";" in line for line in anomaly_lines)
 
 
-def test_a_higher_threshold_leaves_no_region_and_black_masks(folders, tmp_path):
-    """--threshold moves the image decision only; an image it clears has no region
-    and a black mask, even where its map passes the (calibrated) pixel threshold."""
+def detect_with_masks(folders, tmp_path, *options: str) -> dict:
+    """The JSON report of ``detect`` on the incoming folder with --masks-dir and ``options``."""
     root, model = folders
     report, masks = tmp_path / "report.json", tmp_path / "masks"
     result = CliRunner().invoke(
         cli,
         ["detect", str(root / "incoming"), "--dict", str(model), "--report", str(report), "--masks-dir", str(masks),
-         "--threshold", "1000"],
+         *options],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    payload = json.loads(report.read_text())
+    return json.loads(report.read_text())
+
+
+def test_a_higher_threshold_leaves_no_region_and_black_masks(folders, tmp_path):
+    """--threshold moves the image decision only; an image it clears has no region
+    and a black mask, even where its map passes the (calibrated) pixel threshold."""
+    _, model = folders
+    payload = detect_with_masks(folders, tmp_path, "--threshold", "1000")
     calibrated = Detector.from_dictionary(load_dictionary(model)).pixel_threshold
     assert payload["model"]["threshold"] == 1000 and payload["model"]["pixel_threshold"] == calibrated
     records = payload["records"]
@@ -359,14 +365,7 @@ def test_a_higher_threshold_leaves_no_region_and_black_masks(folders, tmp_path):
 
 def test_a_pixel_threshold_no_pixel_passes_cuts_regions_at_the_image_threshold(folders, tmp_path):
     root, model = folders
-    report, masks = tmp_path / "report.json", tmp_path / "masks"
-    result = CliRunner().invoke(
-        cli,
-        ["detect", str(root / "incoming"), "--dict", str(model), "--report", str(report), "--masks-dir", str(masks),
-         "--pixel-threshold", "1000"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    payload = json.loads(report.read_text())
+    payload = detect_with_masks(folders, tmp_path, "--pixel-threshold", "1000")
     assert payload["model"]["pixel_threshold"] == 1000
     anomalous = [record for record in payload["records"] if record["is_anomaly"]]
     assert len(anomalous) == 3  # the image decision does not change
