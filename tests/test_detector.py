@@ -445,7 +445,7 @@ def test_thin_lines_are_explained_by_the_line_expert(fitted, textures, kind, fea
 
 
 def test_expert_settings_are_validated():
-    assert DetectorSettings().experts == ("joint", "lines")
+    assert DetectorSettings().experts == ("joint", "lines", "sparse")
     with pytest.raises(ValueError, match="experts"):
         DetectorSettings(experts=("joint", "nonsense"))
     with pytest.raises(ValueError, match="no expert"):

@@ -14,10 +14,11 @@ How it works, in order:
    dark and bright top-hats).
 4. The density model (:mod:`spmcli.inspection.density`) standardises each
    feature by the good patches' median and spread; each *expert* (by default
-   the joint model of all features and a one-sided model of the line
-   features) keeps a seeded, thinned bank of good descriptors per scale and
-   measures a patch's distance to the nearest one, divided by a high quantile
-   of held-out good patches' distances; a patch's anomaly is the largest.
+   the joint model of all features, a one-sided model of the line features
+   and a model of the sparse model's residual and code [2]_) keeps a seeded,
+   thinned bank of good descriptors per scale and measures a patch's distance
+   to the nearest one, divided by a high quantile of held-out good patches'
+   distances; a patch's anomaly is the largest.
    For aligned images (``mode="aligned"``, or chosen by ``"auto"``) features
    are first compared with the good images at the same position.
 5. The anomaly map spreads each patch's anomaly over its pixels (averaging
