@@ -53,6 +53,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from spmcli.inspection import detector as detector_module
+from spmcli.inspection.calibration import image_score
 from spmcli.inspection.density import SPREAD_FLOOR
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 
@@ -69,10 +70,6 @@ def _mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _top_share(anomaly_map: np.ndarray, share: float = 0.01) -> float:
     values = np.sort(anomaly_map.ravel())[::-1]
     return float(values[: max(1, int(share * values.size))].mean())
-
-
-def _power_mean(anomaly_map: np.ndarray, power: int = 8) -> float:
-    return float(np.mean(np.maximum(anomaly_map, 0.0).astype(np.float64) ** power) ** (1 / power))
 
 
 def _fit(dataset, settings: DetectorSettings, mean_and_std: bool = False):
@@ -120,7 +117,7 @@ def run_variants(dataset, variants: tuple[str, ...]) -> tuple[dict[str, tuple[fl
             results["top 1%"] = (roc_auc_score(labels, [_top_share(m) for m in maps]), float("nan"), "")
         for name, power in POWERS.items():
             if name in derived:
-                scores = [_power_mean(m, power) for m in maps]
+                scores = [image_score(m, power) for m in maps]
                 results[name] = (roc_auc_score(labels, scores), float("nan"), "")
         if "+ PCA" in derived:
             pca_scores, pca_threshold, *_ = run_pca(dataset, False)

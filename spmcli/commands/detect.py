@@ -268,7 +268,7 @@ def command(
         "pixel_threshold": detector.pixel_threshold if pixel_threshold is None else pixel_threshold,
         "threshold_method": method,
         # null: the map's maximum (models of detector format 4).
-        "score_power": None if math.isinf(detector.settings.score_power) else detector.settings.score_power,
+        "score_power": detector.settings.to_record()["score_power"],
     }
     decided: dict[int, dict] = {}
     run_id = None
