@@ -57,7 +57,16 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline_detector_v2 as release
-from detect_data import DEFECT_KINDS, OUTSIDE_TEXTURES, TEXTURES, DetectionSet, load_elpv, load_ksdd, synthetic_set
+from detect_data import (
+    COLOUR_DEFECT_KINDS,
+    COLOUR_TEXTURES,
+    OUTSIDE_TEXTURES,
+    TEXTURES,
+    DetectionSet,
+    load_elpv,
+    load_ksdd,
+    synthetic_set,
+)
 
 from spmcli.inspection.detector import DetectorSettings, fit_detector
 from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
@@ -198,6 +207,11 @@ def load_sets(names: list[str], data: Path, subset: str, split: str = "quadrants
             sets.extend(synthetic_set(texture, seed, split=split) for texture in TEXTURES)
         elif name == "outside":
             sets.extend(synthetic_set(texture, seed, split=split) for texture in OUTSIDE_TEXTURES)
+        elif name == "colour":
+            sets.extend(
+                synthetic_set(texture, seed, split=split, defect_kinds=COLOUR_DEFECT_KINDS)
+                for texture in COLOUR_TEXTURES
+            )
         else:
             raise SystemExit(f"unknown set {name}")
     return sets
@@ -268,7 +282,9 @@ def main() -> None:
                 kinds = "-"
                 if dataset.defect_types and len(set(dataset.defect_types) - {""}) > 1:
                     per_kind = auroc_per_type(dataset.labels, scores, dataset.defect_types)
-                    kinds = ", ".join(f"{kind} {per_kind[kind]:.3f}" for kind in DEFECT_KINDS if kind in per_kind)
+                    kinds = ", ".join(
+                        f"{kind} {per_kind[kind]:.3f}" for kind in COLOUR_DEFECT_KINDS if kind in per_kind
+                    )
                 print(
                     f"| {dataset.name} ({len(dataset.test)}) | {name} | {metrics.auroc:.3f} | "
                     f"{metrics.average_precision:.3f} | {metrics.accuracy:.3f} | {metrics.f1:.3f} | {pixel} | "

@@ -51,6 +51,13 @@ TEXTURES = ("brick", "gravel", "grass")
 # ``hubble_deep_field`` (a black field of stars and galaxies) were tried and
 # left out: on them a drawn spot or stain is part of the normal picture.
 OUTSIDE_TEXTURES = ("moon",)
+# Colour textures (``--sets colour``), with a sixth defect kind, ``tint``: a
+# soft blob of another hue at the same brightness, which grey cannot show.
+# ``immunohistochemistry`` is stained tissue (``skimage.data``); ``terrazzo``
+# is procedural (seeded): stones of four hues in a grey binder, so hue
+# varies in the good texture too.
+COLOUR_TEXTURES = ("immunohistochemistry", "terrazzo")
+COLOUR_DEFECT_KINDS = (*DEFECT_KINDS, "tint")
 
 
 @dataclass
@@ -123,7 +130,26 @@ def load_ksdd(data: Path, subset: str) -> DetectionSet:
     )
 
 
+def _terrazzo(size: int = 512, seed: int = 7, n_stones: int = 700) -> np.ndarray:
+    """Procedural colour texture: stones of four hues in a grey binder."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, size, (n_stones, 2))
+    yy, xx = np.mgrid[0:size, 0:size]
+    distance, nearest = cKDTree(points).query(np.stack([yy.ravel(), xx.ravel()], axis=1), k=2)
+    binder = ((distance[:, 1] - distance[:, 0]) < 3.0).reshape(size, size)
+    palette = np.array([[0.75, 0.45, 0.35], [0.45, 0.55, 0.40], [0.85, 0.80, 0.65], [0.35, 0.40, 0.55]])
+    colours = palette[rng.integers(len(palette), size=n_stones)] * rng.uniform(0.8, 1.15, (n_stones, 1))
+    image = colours[nearest[:, 0]].reshape(size, size, 3)
+    image[binder] = 0.55
+    image = ndimage.gaussian_filter(image, (0.8, 0.8, 0)) + 0.02 * rng.standard_normal((size, size, 3))
+    return np.clip(image, 0, 1)
+
+
 def _texture(name: str) -> np.ndarray:
+    if name == "terrazzo":
+        return _terrazzo()
     return getattr(skdata, name)().astype(np.float64) / 255.0
 
 
@@ -149,7 +175,7 @@ def split_regions(shape: tuple[int, int], split: str) -> tuple[list, list]:
     the bottom 40% to test (the first release of this benchmark; its good test
     crops differ from the training crops in scale).
     """
-    height, width = shape
+    height, width = shape[:2]
     if split == "top-bottom":
         cut = int(0.6 * height)
         return [(0, cut, 0, width)], [(cut, height, 0, width)]
@@ -164,10 +190,14 @@ def _blend(image: np.ndarray, weight: np.ndarray, tone: float) -> np.ndarray:
 
 
 def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` with one defect of ``kind`` drawn, and the defect's mask."""
-    height, width = image.shape
-    weight = np.zeros_like(image)
+    """``image`` (grey or colour) with one defect of ``kind`` drawn, and the defect's mask."""
+    height, width = image.shape[:2]
+    weight = np.zeros((height, width))
     out = image.copy()
+
+    def spread(plane: np.ndarray) -> np.ndarray:
+        return plane[:, :, None] if image.ndim == 3 else plane
+
     if kind == "scratch":
         length = rng.uniform(0.4, 0.8) * min(height, width)
         angle = rng.uniform(0, np.pi)
@@ -177,7 +207,7 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple
             rr, cc, val = line_aa(int(cy - dy) + offset, int(cx - dx), int(cy + dy) + offset, int(cx + dx))
             keep = (rr >= 0) & (rr < height) & (cc >= 0) & (cc < width)
             weight[rr[keep], cc[keep]] = np.maximum(weight[rr[keep], cc[keep]], val[keep])
-        out = _blend(image, 0.55 * weight, 0.0 if rng.random() < 0.5 else 1.0)
+        out = _blend(image, spread(0.55 * weight), 0.0 if rng.random() < 0.5 else 1.0)
     elif kind == "crack":
         y, x = rng.uniform(0.2, 0.8) * height, rng.uniform(0.05, 0.3) * width
         heading = rng.uniform(-0.6, 0.6)
@@ -190,17 +220,17 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple
             weight[max(r, 0) : min(r + width_px, height), max(c, 0) : min(c + 1, width)] = 1.0
         if rng.random() < 0.5:
             weight = weight.T.copy() if height == width else weight
-        out = _blend(image, 0.7 * weight, 0.0)
+        out = _blend(image, spread(0.7 * weight), 0.0)
     elif kind == "spots":
         tone = 0.0 if rng.random() < 0.5 else 1.0
         for _ in range(int(rng.integers(3, 7))):
             radius = rng.uniform(2, 4)
             rr, cc = disk(
-                (rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width), radius, shape=image.shape
+                (rng.uniform(0.15, 0.85) * height, rng.uniform(0.15, 0.85) * width), radius, shape=(height, width)
             )
             weight[rr, cc] = 1.0
         weight = np.maximum(weight, ndimage.gaussian_filter(weight, 0.7))
-        out = _blend(image, 0.7 * np.clip(weight, 0, 1), tone)
+        out = _blend(image, spread(0.7 * np.clip(weight, 0, 1)), tone)
     elif kind == "stain":
         radius = rng.uniform(14, 28)
         centre = (rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width)
@@ -208,26 +238,40 @@ def draw_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple
         stretch = rng.uniform(0.6, 1.0)
         distance = np.sqrt(((yy - centre[0]) * stretch) ** 2 + (xx - centre[1]) ** 2 / stretch)
         weight = 1.0 / (1.0 + np.exp((distance - radius) / 3.0))
-        out = image * (1 - weight * (1 - rng.uniform(0.65, 0.75)))
+        out = image * spread(1 - weight * (1 - rng.uniform(0.65, 0.75)))
+    elif kind == "tint":
+        # A stain of another hue at the same brightness: the colour moves
+        # across the luma axis only, so the grey image does not change.
+        radius = rng.uniform(14, 28)
+        centre = (rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width)
+        yy, xx = np.mgrid[0:height, 0:width]
+        weight = 1.0 / (1.0 + np.exp((np.hypot(yy - centre[0], xx - centre[1]) - radius) / 3.0))
+        luma = np.array([0.299, 0.587, 0.114])
+        first = np.cross(luma, [0.0, 0.0, 1.0])
+        second = np.cross(luma, first)
+        angle = rng.uniform(0, 2 * np.pi)
+        direction = np.cos(angle) * first / np.linalg.norm(first) + np.sin(angle) * second / np.linalg.norm(second)
+        out = image + weight[:, :, None] * rng.uniform(0.08, 0.12) * direction
     elif kind == "missing_texture":
         radius = rng.uniform(12, 24)
         centre = (rng.uniform(0.3, 0.7) * height, rng.uniform(0.3, 0.7) * width)
         if rng.random() < 0.5:
-            rr, cc = disk(centre, radius, shape=image.shape)
+            rr, cc = disk(centre, radius, shape=(height, width))
             weight[rr, cc] = 1.0
         else:
             r0, c0 = int(max(centre[0] - radius, 0)), int(max(centre[1] - radius, 0))
             weight[r0 : int(centre[0] + radius), c0 : int(centre[1] + radius)] = 1.0
-        flat = ndimage.gaussian_filter(image, 12.0)
-        out = image * (1 - weight) + flat * weight
+        flat = ndimage.gaussian_filter(image, (12.0, 12.0, 0.0)[: image.ndim])
+        out = image * spread(1 - weight) + flat * spread(weight)
     else:
         raise ValueError(kind)
     return np.clip(out, 0, 1), weight > 0.25
 
 
 def synthetic_set(texture_name: str, seed: int, n_train: int = 40, n_calib: int = 25, n_per_kind: int = 12,
-                  n_good_test: int = 30, split: str = "quadrants") -> DetectionSet:  # fmt: skip
-    rng = np.random.default_rng([seed, (TEXTURES + OUTSIDE_TEXTURES).index(texture_name)])
+                  n_good_test: int = 30, split: str = "quadrants",
+                  defect_kinds: tuple[str, ...] = DEFECT_KINDS) -> DetectionSet:  # fmt: skip
+    rng = np.random.default_rng([seed, (TEXTURES + OUTSIDE_TEXTURES + COLOUR_TEXTURES).index(texture_name)])
     texture = _texture(texture_name)
     learn_regions, test_regions = split_regions(texture.shape, split)
     train = [_crop(texture, rng, learn_regions) for _ in range(n_train)]
@@ -241,8 +285,8 @@ def synthetic_set(texture_name: str, seed: int, n_train: int = 40, n_calib: int 
         test.append(image)
         labels.append(0)
         kinds.append("")
-        masks.append(np.zeros(image.shape, dtype=bool))
-    for kind in DEFECT_KINDS:
+        masks.append(np.zeros(image.shape[:2], dtype=bool))
+    for kind in defect_kinds:
         for _ in range(n_per_kind):
             image, mask = draw_defect(_crop(texture, rng, test_regions), kind, rng)
             test.append(image)

@@ -441,3 +441,46 @@ def test_learning_from_images_of_different_sizes_and_colour(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Learned a pooled detector" in result.output and "Mode pooled:" in result.output
     assert load_dictionary(model).metadata["detector"]["mode"] == "pooled"
+
+
+def test_a_colour_model_finds_a_tint_and_reports_a_grey_image(tmp_path):
+    """Colour good images give colour features: a tint grey cannot show is
+    found and named; a grey image is one clear error, the rest still scored."""
+    rng = np.random.default_rng(5)
+    texture = _texture(rng, size=300)
+
+    def colour_crop() -> np.ndarray:
+        crop = _crops(texture, 1, rng)[0]
+        return np.clip(
+            crop[:, :, None] * np.array([1.05, 0.85, 0.6]) + 0.01 * rng.standard_normal((SIDE, SIDE, 3)), 0, 1
+        )
+
+    for name, count in (("good", 12), ("calib", 8)):
+        (tmp_path / name).mkdir()
+        for index in range(count):
+            _save(tmp_path / name / f"{name}_{index:02d}.png", colour_crop())
+    model = tmp_path / "colour.npz"
+    learned = CliRunner().invoke(
+        cli, ["learn-dict", str(tmp_path / "good"), "-o", str(model), "--calibration-images", str(tmp_path / "calib")]
+    )
+    assert learned.exit_code == 0, learned.output
+    assert "colour_red_green" in load_dictionary(model).metadata["detector"]["features"]
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    luma = np.array([0.299, 0.587, 0.114])
+    hue = np.cross(luma, [0.0, 0.0, 1.0]) / np.linalg.norm(np.cross(luma, [0.0, 0.0, 1.0]))
+    y, x = np.mgrid[0:SIDE, 0:SIDE]
+    disc = (y - 30) ** 2 + (x - 34) ** 2 <= 10**2
+    _save(incoming / "tint.png", colour_crop() + 0.09 * disc[:, :, None] * hue)
+    _save(incoming / "ok.png", colour_crop())
+    _save(incoming / "grey.png", colour_crop().mean(axis=2))
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["detect", str(incoming), "--dict", str(model), "--report", str(report)])
+    assert result.exit_code == 3, result.output
+    assert "grey.png: the image is grey, but the detector was learned on colour images" in result.output
+    assert "Traceback" not in result.output
+    records = {Path(record["input"]).name: record for record in json.loads(report.read_text())["records"]}
+    assert records["grey.png"]["status"] == "failed" and "score" not in records["grey.png"]
+    assert records["tint.png"]["is_anomaly"] and not records["ok.png"]["is_anomaly"]
+    assert records["tint.png"]["regions"][0]["feature"] == "colour"
+    assert records["tint.png"]["regions"][0]["explanation"].startswith("colour: ")

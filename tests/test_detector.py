@@ -217,6 +217,67 @@ def test_grey_and_colour_mixed(textures):
     image = textures["test_good"][0]
     colour = np.repeat(image[:, :, None], 3, axis=2)
     assert detector.score(colour).score == pytest.approx(detector.score(image).score, rel=1e-9)
+    # Grey images among the good ones: the detector works in grey.
+    assert "colour" not in detector.settings.features
+    assert [expert.name for expert in detector.scales[0].experts] == ["joint", "lines", "sparse"]
+
+
+# A hue direction at constant luma (BT.601): moving a colour along it leaves the grey image unchanged.
+_LUMA = np.array([0.299, 0.587, 0.114])
+_TINT = np.cross(_LUMA, [0.0, 0.0, 1.0]) / np.linalg.norm(np.cross(_LUMA, [0.0, 0.0, 1.0]))
+
+
+def tinted(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A colour crop with a disc of another hue at the same brightness, and its mask."""
+    y, x = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
+    mask = (y - 38) ** 2 + (x - 34) ** 2 <= 12**2
+    return image + 0.09 * mask[:, :, None] * _TINT, mask
+
+
+@pytest.fixture(scope="module")
+def colour_textures(textures):
+    """The woven texture in a brown tint, with grain in each channel."""
+    rng = np.random.default_rng(11)
+
+    def colour(image: np.ndarray) -> np.ndarray:
+        planes = image[:, :, None] * np.array([1.05, 0.85, 0.6]) + 0.01 * rng.standard_normal((*image.shape, 3))
+        return np.clip(planes, 0, 1)
+
+    return {name: [colour(image) for image in images] for name, images in textures.items()}
+
+
+def test_colour_images_get_colour_features_and_a_tint_is_found(colour_textures):
+    from spmcli.io.images import to_grey
+
+    good, calibration = colour_textures["good"], colour_textures["calibration"]
+    dictionary, detector = fit_detector(good, calibration, seed=0)
+    assert "colour" in detector.settings.features
+    assert dictionary.metadata["detector"]["features"][-2:] == ["colour_red_green", "colour_blue_yellow"]
+    assert [expert.name for expert in detector.scales[0].experts] == ["joint", "lines", "sparse", "colour"]
+    original = colour_textures["to_damage"][0]
+    damaged, mask = tinted(original)
+    assert damaged.max() <= 1 and damaged.min() >= 0
+    # Grey cannot show the tint...
+    np.testing.assert_allclose(to_grey(damaged), to_grey(original), atol=1e-12)
+    _, grey_detector = fit_detector(
+        good, calibration, settings=DetectorSettings(features=DetectorSettings().without_colour().features), seed=0
+    )
+    assert grey_detector.score(damaged).score == pytest.approx(grey_detector.score(original).score, rel=1e-9)
+    # ...the colour features do, where it is, and say so.
+    result = detector.score(damaged)
+    assert result.is_anomaly and result.score > 1.5 * detector.threshold
+    region = result.regions[0]
+    x0, y0, x1, y1 = region.bbox
+    assert mask[y0:y1, x0:x1].any()
+    assert region.feature == "colour" and region.explanation.startswith("colour: ")
+    assert not detector.score(original).is_anomaly
+    # A change of white balance (each channel its own gain) is not a defect.
+    for image in colour_textures["test_good"][:3]:
+        balanced = image * np.array([0.9, 1.0, 1.1])
+        assert not detector.score(balanced).is_anomaly
+    # A grey image cannot be scored by a colour model.
+    with pytest.raises(ValueError, match="image is grey, but the detector was learned on colour images"):
+        detector.score(to_grey(original))
 
 
 def test_auto_mode_chooses_aligned_for_a_fixed_layout():
@@ -277,7 +338,10 @@ def test_old_or_missing_detector_is_refused(fitted):
         )
         with pytest.raises(NoDetectorError, match="re-run learn-dict"):
             Detector.from_dictionary(old)
-    # A format-5 model without its calibration maxima is incomplete.
+    # Format 5 (no colour features) is read as it was written.
+    format_5 = Dictionary(dictionary.atoms, patch_size=8, extras={**dictionary.extras, "detector_version": np.array(5)})
+    assert Detector.from_dictionary(format_5).settings == Detector.from_dictionary(dictionary).settings
+    # A model without its calibration maxima is incomplete.
     incomplete = {key: value for key, value in dictionary.extras.items() if key != "detector_calibration_peaks"}
     with pytest.raises(NoDetectorError, match="re-run learn-dict"):
         Detector.from_dictionary(Dictionary(dictionary.atoms, patch_size=8, extras=incomplete))
@@ -445,7 +509,7 @@ def test_thin_lines_are_explained_by_the_line_expert(fitted, textures, kind, fea
 
 
 def test_expert_settings_are_validated():
-    assert DetectorSettings().experts == ("joint", "lines", "sparse")
+    assert DetectorSettings().experts == ("joint", "lines", "sparse", "colour")
     with pytest.raises(ValueError, match="experts"):
         DetectorSettings(experts=("joint", "nonsense"))
     with pytest.raises(ValueError, match="no expert"):

@@ -5,17 +5,19 @@ How it works, in order:
 
 1. Each image becomes a small pyramid of grey, blurred working images,
    divided by the image's own level so exposure changes do not matter
-   (:mod:`spmcli.inspection.features`).
+   (:mod:`spmcli.inspection.features`); colour images keep their channels
+   beside the grey, each divided by its own median (white balance).
 2. A dictionary is learned with K-SVD [1]_ from mean-removed patches of the
    good images' working images (all scales).
 3. Every patch of a strided grid, at every scale, is described by the
    sparse model (coding residual and code l1 norm [2]_) and by local features
    (contrast, level, structure-tensor orientation, oriented line filters,
-   dark and bright top-hats).
+   dark and bright top-hats; chromaticity for colour images).
 4. The density model (:mod:`spmcli.inspection.density`) standardises each
    feature by the good patches' median and spread; each *expert* (by default
    the joint model of all features, a one-sided model of the line features
-   and a model of the sparse model's residual and code [2]_) keeps a seeded,
+   a model of the sparse model's residual and code [2]_, and for colour
+   images one of the colour features) keeps a seeded,
    thinned bank of good descriptors per scale and measures a patch's distance
    to the nearest one, divided by a high quantile of held-out good patches'
    distances; a patch's anomaly is the largest.
@@ -78,7 +80,16 @@ from .density import (
     position_model,
     robust_location_spread,
 )
-from .features import ScaleFeatures, feature_names, grey_image, minimum_side, scale_features, working_pyramid
+from .features import (
+    ScaleFeatures,
+    detector_planes,
+    feature_names,
+    has_colour,
+    minimum_side,
+    scale_features,
+    uses_colour,
+    working_pyramid,
+)
 from .regions import Region, describe_deviation, describe_orientation, label_regions
 from .settings import MODES, POLARITIES, DetectorSettings, expert_groups
 
@@ -97,8 +108,9 @@ __all__ = [
     "split_calibration",
 ]
 
-DETECTOR_VERSION = 5
-# Format 4 (the image score was the map's maximum) is still read: its
+DETECTOR_VERSION = 6
+# Format 6 added the colour features (format-5 models have none and score
+# as before). Format 4 (the image score was the map's maximum) is still read: its
 # thresholds are those of the maximum, so it is scored with score_power inf.
 OLDEST_READABLE_VERSION = 4
 # Prefix of the explanation of a region cut at the image threshold.
@@ -288,7 +300,8 @@ class Detector:
     # -- scoring -------------------------------------------------------------------
     def _levels(self, pixels: np.ndarray) -> list[np.ndarray]:
         shape = tuple(self.image_shape) if self.mode == "aligned" else None
-        return working_pyramid(grey_image(pixels, shape), self.settings, self.patch_size)  # type: ignore[arg-type]
+        planes = detector_planes(pixels, shape, uses_colour(self.settings))  # type: ignore[arg-type]
+        return working_pyramid(planes, self.settings, self.patch_size)
 
     def image_features(self, pixels: np.ndarray) -> list[ScaleFeatures]:
         """The patch features of every working scale of an image (the first half of :meth:`score`)."""
@@ -346,7 +359,8 @@ class Detector:
         quality = (float("nan"), float("nan"))
         if with_quality:
             rebuilt = _rebuild(features[0].grid, features[0].reconstruction)
-            quality = (min(psnr(levels[0], rebuilt), 100.0), ssim(levels[0], rebuilt))
+            grey = _grey_plane(levels[0])
+            quality = (min(psnr(grey, rebuilt), 100.0), ssim(grey, rebuilt))
         result = self.score_features(
             features, original_shape, with_map=with_map, threshold=threshold, pixel_threshold=pixel_threshold
         )
@@ -532,6 +546,11 @@ class Detector:
         return _detector_from_extras(dictionary)
 
 
+def _grey_plane(level: np.ndarray) -> np.ndarray:
+    """The grey plane of a working image (the first of its planes in colour)."""
+    return level if level.ndim == 2 else level[0]
+
+
 def _rebuild(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
     """Overlap-average coded grey patches into an image (for PSNR/SSIM)."""
     size = grid.patch_size
@@ -652,7 +671,7 @@ def image_levels(
     pixels: np.ndarray, settings: DetectorSettings, patch_size: int, image_shape: tuple[int, int] | None
 ) -> list[np.ndarray]:
     """Working images of one good image (the first per-image stage of learning)."""
-    return working_pyramid(grey_image(pixels, image_shape), settings, patch_size)
+    return working_pyramid(detector_planes(pixels, image_shape, uses_colour(settings)), settings, patch_size)
 
 
 def image_features(
@@ -764,7 +783,9 @@ def fit_detector(
     ----------
     good_images : sequence of ndarray
         Defect-free images to learn from, ``(H, W)`` or ``(H, W, C)`` on the
-        0..1 scale; any sizes, grey and colour mixed (colour is brought to grey).
+        0..1 scale; any sizes. When these and the calibration images are all
+        in colour the ``colour`` features are used; with any grey image
+        among them the detector works in grey (colour is brought to grey).
     calibration_images : sequence of ndarray
         At least 3 other defect-free images (20 or more for a reliable
         threshold; fewer warns), never learned from.
@@ -806,6 +827,12 @@ def fit_detector(
     check_calibration_count(len(calibration_images))
     shapes = [tuple(np.asarray(image).shape[:2]) for image in good_images]
     settings = requested.resolved([min(shape) for shape in shapes])
+    if uses_colour(settings) and not all(has_colour(image) for image in [*good_images, *calibration_images]):
+        # Any grey image, good or for calibration: the detector works in grey.
+        try:
+            settings = settings.without_colour()
+        except ValueError:
+            raise ValueError("the colour features need colour images, and some good images are grey") from None
     forced_aligned = settings.mode == "aligned"
     image_shape = shapes[0] if forced_aligned else None
     levels = list(
@@ -817,7 +844,7 @@ def fit_detector(
         )
     )
     dictionary = learn_dictionary(
-        [level for pyramid in levels for level in pyramid],
+        [_grey_plane(level) for pyramid in levels for level in pyramid],
         patch_size=patch_size,
         n_atoms=n_atoms,
         sparsity=settings.sparsity,

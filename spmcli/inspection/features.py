@@ -37,8 +37,17 @@ spots
     ``log`` of the patch maxima of the dark and the bright morphological
     top-hat (closing minus image, image minus opening) with a 13 x 13 square
     [4]_: dark or bright spots and short lines narrower than the square.
+colour
+    Only when the good images are in colour: the patch's chromaticity in two
+    opponent axes, red-green ``(R - G) / (sqrt(2) L)`` and blue-yellow
+    ``(R + G - 2 B) / (sqrt(6) L)`` with ``L = (R + G + B) / 3``, of the
+    patch means of the channels, each channel first divided by its own
+    median over the image (von Kries' chromatic adaptation [7]_): a tint or
+    stain of another hue at the same brightness, which grey cannot show,
+    while a change of the light's colour between images is not a defect.
+    0 is the image's typical colour; brightness cancels out.
 
-All values are of the *grey, blurred, gain-normalised* working image; the
+All other values are of the *grey, blurred, gain-normalised* working image; the
 density model standardises them (see :mod:`spmcli.inspection.density`).
 
 References
@@ -59,6 +68,10 @@ References
 .. [6] C. Steger, "An unbiased detector of curvilinear structures", IEEE
        Trans. PAMI 20(2), 1998 (lines as maxima of the second derivative
        across, edges told apart by the first derivative).
+.. [7] J. von Kries, "Influence of adaptation on the effects produced by
+       luminous stimuli", 1905; in D. L. MacAdam (ed.), Sources of Color
+       Science, MIT Press 1970 (each cone channel scaled on its own: the
+       channel-wise normalisation behind white balance).
 """
 
 from __future__ import annotations
@@ -73,13 +86,16 @@ from skimage.transform import downscale_local_mean, resize
 from ..io.images import to_grey
 from ..sparse.omp import batch_omp
 from ..sparse.patches import PatchGrid
-from .settings import DetectorSettings
+from .settings import COLOUR_GROUPS, DetectorSettings
 
 __all__ = [
     "FEATURE_NAMES",
     "ScaleFeatures",
+    "detector_planes",
     "feature_names",
     "grey_image",
+    "has_colour",
+    "uses_colour",
     "minimum_side",
     "scale_features",
     "working_pyramid",
@@ -93,6 +109,7 @@ FEATURE_NAMES = {
     "orientation": ("orientation_x", "orientation_y"),
     "lines": ("dark_lines", "bright_lines"),
     "spots": ("dark_spots", "bright_spots"),
+    "colour": ("colour_red_green", "colour_blue_yellow"),
 }
 # Features taken as a logarithm: their floor keeps them finite on flat
 # patches and sits near the noise of an 8-bit image once gain-normalised, so
@@ -105,6 +122,10 @@ _LINE_SIZE = 13
 _RIDGE_SIGMA = 1.0
 # An image's level never counts as darker than this (a black image stays finite).
 _GAIN_FLOOR = 0.02
+# A patch's level (mean of its median-normalised channels, 1 = typical) never
+# counts as darker than this in its chromaticity: near-black patches, whose
+# colour is noise, stay near the typical colour.
+_CHROMA_LEVEL_FLOOR = 0.1
 # Gradient energy (gain-normalised units, squared) below which a patch has no
 # meaningful orientation: keeps the coherence of flat patches near zero.
 _ORIENTATION_FLOOR = 1e-4
@@ -128,6 +149,41 @@ def grey_image(pixels: np.ndarray, image_shape: tuple[int, int] | None = None) -
     return grey
 
 
+def has_colour(pixels: np.ndarray) -> bool:
+    """Whether an image has colour: three channels or more, not all equal."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 3 or pixels.shape[2] < 3:
+        return False
+    red, green, blue = pixels[:, :, 0], pixels[:, :, 1], pixels[:, :, 2]
+    return bool(np.any(red != green) or np.any(green != blue))
+
+
+def uses_colour(settings: DetectorSettings) -> bool:
+    """Whether the settings' features need colour images."""
+    return any(group in COLOUR_GROUPS for group in settings.features)
+
+
+def detector_planes(pixels: np.ndarray, image_shape: tuple[int, int] | None = None, colour: bool = False) -> np.ndarray:
+    """What the detector looks at in an image: its grey values ``(H, W)`` or,
+    with ``colour``, grey and the red, green and blue channels ``(4, H, W)``;
+    resized to ``image_shape`` when given and different.
+
+    Raises
+    ------
+    ValueError
+        With ``colour``, for an image without colour.
+    """
+    if not colour:
+        return grey_image(pixels, image_shape)
+    if not has_colour(pixels):
+        raise ValueError("the image is grey, but the detector was learned on colour images")
+    channels = np.asarray(pixels, dtype=np.float64)[:, :, :3]
+    planes = np.concatenate([to_grey(channels)[None], channels.transpose(2, 0, 1)])
+    if image_shape is not None and planes.shape[1:] != tuple(image_shape):
+        planes = np.stack([resize(plane, image_shape, order=1, anti_aliasing=True, mode="edge") for plane in planes])
+    return planes
+
+
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
     if factor == 1:
         return image
@@ -137,32 +193,40 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
     return downscale_local_mean(image[:height, :width], (factor, factor))
 
 
-def working_pyramid(grey: np.ndarray, settings: DetectorSettings, patch_size: int) -> list[np.ndarray]:
+def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: int) -> list[np.ndarray]:
     """Downscaled, blurred, gain-normalised working images, finest first.
 
     Parameters
     ----------
-    grey : ndarray, shape (H, W)
-        The grey image, 0..1.
+    planes : ndarray, shape (H, W) or (4, H, W)
+        The grey image, 0..1, or grey and the colour channels
+        (:func:`detector_planes`). Each plane is divided by its own median on
+        the finest working image: the grey plane is the image's level (its
+        gain), the colour channels their white balance.
 
     Raises
     ------
     ValueError
         When the image is too small for the coarsest scale's patches.
     """
+    planes = np.asarray(planes, dtype=np.float64)
+    height, width = planes.shape[-2:]
     needed = minimum_side(settings, patch_size)
-    if min(grey.shape) < needed:
-        raise ValueError(
-            f"image is {grey.shape[1]} x {grey.shape[0]} pixels; the detector needs at least {needed} a side"
-        )
+    if min(height, width) < needed:
+        raise ValueError(f"image is {width} x {height} pixels; the detector needs at least {needed} a side")
+    stack = planes if planes.ndim == 3 else planes[None]
     levels = []
-    current = _reduce(np.asarray(grey, dtype=np.float64), settings.downscale or 1)
+    current = [_reduce(plane, settings.downscale or 1) for plane in stack]
     for scale in range(settings.n_scales):
         if scale:
-            current = _reduce(current, 2)
-        levels.append(ndimage.gaussian_filter(current, settings.blur_sigma) if settings.blur_sigma > 0 else current)
-    gain = max(float(np.median(levels[0])), _GAIN_FLOOR)
-    return [level / gain for level in levels]
+            current = [_reduce(plane, 2) for plane in current]
+        if settings.blur_sigma > 0:
+            levels.append(np.stack([ndimage.gaussian_filter(plane, settings.blur_sigma) for plane in current]))
+        else:
+            levels.append(np.stack(current))
+    gains = np.maximum(np.median(levels[0].reshape(len(stack), -1), axis=1), _GAIN_FLOOR)
+    normalised = [level / gains[:, None, None] for level in levels]
+    return normalised if planes.ndim == 3 else [level[0] for level in normalised]
 
 
 @dataclass
@@ -215,6 +279,14 @@ def _box_maxima(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
     half = grid.patch_size // 2
     rows = ndimage.maximum_filter1d(image, grid.patch_size, axis=0, mode="nearest")[grid.rows + half]
     return ndimage.maximum_filter1d(rows, grid.patch_size, axis=1, mode="nearest")[:, grid.cols + half]
+
+
+def _chromaticity(channels: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Red-green and blue-yellow chromaticity of each patch, ``(2, rows, cols)``,
+    from its mean red, green and blue (median-normalised channels)."""
+    red, green, blue = (_box_means(channel, grid) for channel in channels)
+    level = np.maximum((red + green + blue) / 3, _CHROMA_LEVEL_FLOOR)
+    return np.stack([(red - green) / (np.sqrt(2) * level), (red + green - 2 * blue) / (np.sqrt(6) * level)])
 
 
 def _spots(level: np.ndarray, grid: PatchGrid) -> np.ndarray:
@@ -336,8 +408,9 @@ def scale_features(
 
     Parameters
     ----------
-    level : ndarray, shape (h, w)
-        A working image from :func:`working_pyramid`.
+    level : ndarray, shape (h, w) or (4, h, w)
+        A working image from :func:`working_pyramid` (with its colour
+        channels when the ``colour`` features are asked for).
     atoms : ndarray, shape (n_atoms, patch_size**2)
         The dictionary (unit-norm rows, learned on mean-removed patches).
     patch_size : int
@@ -350,6 +423,9 @@ def scale_features(
     -------
     ScaleFeatures
     """
+    planes = level if level.ndim == 3 else None
+    if planes is not None:
+        level = planes[0]
     grid = PatchGrid(level.shape, patch_size, settings.stride)
     shape = (grid.rows.size, grid.cols.size)
     patches = grid.extract(level)
@@ -380,6 +456,10 @@ def scale_features(
             values.extend(np.log(lines + _LOG_FLOOR))
         elif group == "spots":
             values.extend(np.log(_spots(level, grid) + _LOG_FLOOR))
+        elif group == "colour":
+            if planes is None:
+                raise ValueError("the colour features need the image's colour channels")
+            values.extend(_chromaticity(planes[1:], grid))
     reconstruction = None
     if keep_reconstruction:
         reconstruction = np.asarray(codes.reconstruct(atoms), dtype=np.float64) + means[:, None]

@@ -40,6 +40,7 @@ REGION_FEATURES = (
     "orientation",
     "dark_line",
     "bright_line",
+    "colour",
 )
 # The floor added to line strengths before their logarithm (features.py's _LOG_FLOOR).
 LINE_STRENGTH_FLOOR = 2e-3
@@ -196,6 +197,16 @@ def describe_deviation(name: str, query: float, reference: float, aligned: bool)
         return (
             "texture_missing",
             f"texture missing: fewer {tone} details (top-hat {_ratio(query, reference):.2f}x {possessive})",
+        )
+    if name in ("colour_red_green", "colour_blue_yellow"):
+        # Chromaticities: 0 is the image's typical colour, 0.1 a tint of 10%
+        # of the patch's level towards red (or yellow).
+        toward = ("redder", "greener") if name == "colour_red_green" else ("yellower", "bluer")
+        axis = "red-green" if name == "colour_red_green" else "blue-yellow"
+        return (
+            "colour",
+            f"colour: {toward[0] if higher else toward[1]} than {goods} "
+            f"({axis} {query:+.2f} where they have {reference:+.2f})",
         )
     raise ValueError(f"unknown feature {name!r}")
 

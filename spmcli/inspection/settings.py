@@ -12,7 +12,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EXPERTS", "FEATURE_GROUPS", "MODES", "POLARITIES", "WORKING_SIDE", "DetectorSettings", "expert_groups"]
+__all__ = [
+    "COLOUR_GROUPS",
+    "EXPERTS",
+    "FEATURE_GROUPS",
+    "MODES",
+    "POLARITIES",
+    "WORKING_SIDE",
+    "DetectorSettings",
+    "expert_groups",
+]
 
 MODES = ("auto", "pooled", "aligned")
 # Automatic downscale: the working image's smaller side stays at least this long.
@@ -20,7 +29,10 @@ WORKING_SIDE = 150
 POLARITIES = ("both", "dark", "bright")
 # Feature groups a descriptor can hold; each adds the features named in
 # spmcli.inspection.features.FEATURE_NAMES for that group.
-FEATURE_GROUPS = ("structure", "code", "contrast", "intensity", "orientation", "lines", "spots")
+FEATURE_GROUPS = ("structure", "code", "contrast", "intensity", "orientation", "lines", "spots", "colour")
+# Feature groups that need colour images: dropped when any good image is grey
+# (see :func:`spmcli.inspection.features.has_colour`).
+COLOUR_GROUPS = ("colour",)
 # The density model's experts and the feature groups each watches ("joint": all
 # of the descriptor's groups). The sparse model's residual and code belong
 # together (Carrera, Boracchi et al. use them jointly).
@@ -31,6 +43,7 @@ EXPERTS = {
     "orientation": ("orientation",),
     "lines": ("lines",),
     "spots": ("spots",),
+    "colour": ("colour",),
     "joint": FEATURE_GROUPS,
 }
 
@@ -77,6 +90,8 @@ class DetectorSettings:
         Atoms per patch when coding.
     features : tuple of str
         Feature groups in each patch descriptor (see :data:`FEATURE_GROUPS`).
+        The ``colour`` group is kept only when every good image is in
+        colour; with any grey good image the detector works in grey alone.
     polarity : {"both", "dark", "bright"}
         Which brightness changes count as anomalous: a patch brighter than the
         good ones is not anomalous with ``"dark"`` (and conversely).
@@ -98,7 +113,12 @@ class DetectorSettings:
         together (as in Carrera, Boracchi et al.), which the joint model's
         eleven features drown on textures unlike the ones the features were
         chosen on (moon +0.08 to +0.14 AUROC, two procedural textures +0.00
-        to +0.02, ELPV mono -0.003 over both halves; BENCHMARKS.md).
+        to +0.02, ELPV mono -0.003 over both halves; BENCHMARKS.md), and,
+        for colour images only, a ``colour`` expert, so a change of hue in
+        two of thirteen features is not drowned either (a tint on the
+        procedural terrazzo texture: AUROC 0.77 inside the joint model, 0.94
+        -0.96 with its own expert; BENCHMARKS.md). An expert whose features
+        are absent (``colour`` on grey images) is left out.
     one_sided_experts : tuple of str
         Experts that only count values above the good level (a line that is
         there and should not be; a *missing* line is the joint model's
@@ -141,7 +161,7 @@ class DetectorSettings:
     features: tuple[str, ...] = FEATURE_GROUPS
     polarity: str = "both"
     line_length: float = 6.0
-    experts: tuple[str, ...] = ("joint", "lines", "sparse")
+    experts: tuple[str, ...] = ("joint", "lines", "sparse", "colour")
     one_sided_experts: tuple[str, ...] = ("lines",)
     held_out_quantile: float = 0.9999
     n_neighbours: int = 1
@@ -207,6 +227,11 @@ class DetectorSettings:
         while side / (2 * factor) >= WORKING_SIDE:
             factor *= 2
         return replace(self, downscale=factor)
+
+    def without_colour(self) -> DetectorSettings:
+        """These settings without the feature groups that need colour images."""
+        features = tuple(group for group in self.features if group not in COLOUR_GROUPS)
+        return self if features == self.features else replace(self, features=features)
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready copy (for the model's metadata and reports)."""
