@@ -156,7 +156,7 @@ def test_an_output_file_that_is_a_folder_is_a_usage_error(folder, tmp_path):
             "--polarity, --downscale only apply with --detector",
         ),
         (["learn-dict", "{images}", "-o", "{out}/d.npz", "--detector", "--tol", "3"], "--tol cannot be used"),
-        (["learn-dict", "{images}", "-o", "{out}/d.npz", "--detector", "--grayscale"], "no effect with --detector"),
+        (["learn-dict", "{images}", "-o", "{out}/d.npz", "--detector", "--keep-mean"], "no effect with --detector"),
         (
             [
                 "learn-dict",

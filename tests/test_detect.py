@@ -464,7 +464,14 @@ def test_a_colour_model_finds_a_tint_and_reports_a_grey_image(tmp_path):
         cli, ["learn-dict", str(tmp_path / "good"), "-o", str(model), "--calibration-images", str(tmp_path / "calib")]
     )
     assert learned.exit_code == 0, learned.output
+    assert "Learned a pooled colour detector" in learned.output
     assert "colour_red_green" in load_dictionary(model).metadata["detector"]["features"]
+    grey_model = tmp_path / "grey.npz"
+    arguments = ["learn-dict", str(tmp_path / "good"), "-o", str(grey_model), "--grayscale"]
+    grey = CliRunner().invoke(cli, [*arguments, "--calibration-images", str(tmp_path / "calib")])
+    assert grey.exit_code == 0, grey.output
+    assert "Learned a pooled detector" in grey.output
+    assert "colour_red_green" not in load_dictionary(grey_model).metadata["detector"]["features"]
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     luma = np.array([0.299, 0.587, 0.114])

@@ -118,6 +118,7 @@ def learn_detector(
     mode: str,
     polarity: str,
     downscale: int | None,
+    grayscale: bool,
     patch_size: int,
     n_atoms: int,
     sparsity: int | None,
@@ -136,6 +137,7 @@ def learn_detector(
     calibration images) run on the batch engine (``--jobs``, ``--scheduler``).
     Unreadable images are reported (one ``Error:`` line each) and left out;
     ``metadata["detector"]["failed_inputs"]`` lists them so the command exits 3.
+    With ``grayscale`` the detector works in grey even on colour images.
     """
     if calibration_images and given(ctx, "calibration_share"):
         raise click.UsageError("--calibration-share has no effect with --calibration-images")
@@ -165,6 +167,8 @@ def learn_detector(
         polarity=polarity,
         threshold_quantile=threshold_quantile,
     )
+    if grayscale:
+        settings = settings.without_colour()
     with progress_bar(ctx, None, "detector", unit="step") as bar:
 
         def report(stage: str, done: int, total: int) -> None:

@@ -87,7 +87,12 @@ def _save(dictionary: Dictionary, output: str, atoms_png: str | None) -> None:
 @click.option(
     "--remove-mean/--keep-mean", default=True, show_default=True, help="Remove each patch's mean before coding."
 )
-@click.option("--grayscale", is_flag=True, help="Convert colour images to grey and learn a grey dictionary.")
+@click.option(
+    "--grayscale",
+    is_flag=True,
+    help="Convert colour images to grey and learn a grey dictionary; with --detector, a detector that ignores "
+    "colour (by default colour good images give it colour features).",
+)
 @click.option("--atoms-png", type=click.Path(dir_okay=False), default=None, help="Also write a picture of the atoms.")
 @detector_options
 @batch_options(skip_existing=False)
@@ -139,23 +144,23 @@ def command(
     if detector:
         if tol is not None:
             raise click.UsageError("--tol cannot be used with --detector (the detector codes with --sparsity)")
-        if grayscale or ctx.get_parameter_source("remove_mean").name != "DEFAULT":
-            raise click.UsageError("--grayscale and --keep-mean have no effect with --detector (it works on grey, "
-                                   "mean-removed patches)")  # fmt: skip
+        if ctx.get_parameter_source("remove_mean").name != "DEFAULT":
+            raise click.UsageError("--keep-mean has no effect with --detector (it codes mean-removed patches)")
         options = apply_detector_defaults(
             ctx,
             {"n_atoms": n_atoms, "sparsity": sparsity, "iters": iters, "method": method, "max_patches": max_patches},
         )
         dictionary = learn_detector(
             ctx, paths, patch_size=patch_size, init=init, seed=seed, max_pixels=max_pixels, jobs=workers,
-            scheduler=scheduler, **options, **detector_settings,
+            scheduler=scheduler, grayscale=grayscale, **options, **detector_settings,
         )  # fmt: skip
         _save(dictionary, output, atoms_png)
         record = dictionary.metadata["detector"]
         mode = record["mode"]
+        kind = f"{mode} colour" if "colour" in record["settings"]["features"] else mode
         say(
             ctx,
-            f"Learned {'an' if mode[0] in 'aeiou' else 'a'} {mode} detector ({dictionary.n_atoms} atoms, "
+            f"Learned {'an' if mode[0] in 'aeiou' else 'a'} {kind} detector ({dictionary.n_atoms} atoms, "
             f"{patch_size}x{patch_size}) from {record['n_good_images']} good image(s) "
             f"in {time.perf_counter() - started:.1f} s; threshold {record['threshold']:.3f} "
             f"({record['threshold_method']}), pixel threshold {record['pixel_threshold']:.3f} -> {output}",
