@@ -6,7 +6,7 @@ How it works, in order:
 1. Each image becomes a small pyramid of grey, blurred working images,
    divided by the image's own level so exposure changes do not matter
    (:mod:`spmcli.inspection.features`); colour images keep their channels
-   beside the grey, each divided by its own median (white balance).
+   beside the grey.
 2. A dictionary is learned with K-SVD [1]_ from mean-removed patches of the
    good images' working images (all scales).
 3. Every patch of a strided grid, at every scale, is described by the

@@ -41,11 +41,14 @@ colour
     Only when the good images are in colour: the patch's chromaticity in two
     opponent axes, red-green ``(R - G) / (sqrt(2) L)`` and blue-yellow
     ``(R + G - 2 B) / (sqrt(6) L)`` with ``L = (R + G + B) / 3``, of the
-    patch means of the channels, each channel first divided by its own
-    median over the image (von Kries' chromatic adaptation [7]_): a tint or
-    stain of another hue at the same brightness, which grey cannot show,
-    while a change of the light's colour between images is not a defect.
-    0 is the image's typical colour; brightness cancels out.
+    patch means of the channels, minus the image's median patch on each
+    axis: 0 is the image's typical colour, and brightness cancels out. A
+    tint or stain of another hue at the same brightness, which grey cannot
+    show, stands out, while a slight colour cast of the light, which moves
+    every patch alike, is taken out with the median (the grey-world idea of
+    white balance [7]_, on the median patch rather than each channel's
+    median pixel, so that the defect itself does not move the reference
+    much).
 
 All other values are of the *grey, blurred, gain-normalised* working image; the
 density model standardises them (see :mod:`spmcli.inspection.density`).
@@ -68,10 +71,9 @@ References
 .. [6] C. Steger, "An unbiased detector of curvilinear structures", IEEE
        Trans. PAMI 20(2), 1998 (lines as maxima of the second derivative
        across, edges told apart by the first derivative).
-.. [7] J. von Kries, "Influence of adaptation on the effects produced by
-       luminous stimuli", 1905; in D. L. MacAdam (ed.), Sources of Color
-       Science, MIT Press 1970 (each cone channel scaled on its own: the
-       channel-wise normalisation behind white balance).
+.. [7] G. Buchsbaum, "A spatial processor model for object colour
+       perception", J. Franklin Institute 310(1), 1980 (the grey-world
+       assumption: the scene's average colour is the light's).
 """
 
 from __future__ import annotations
@@ -200,9 +202,9 @@ def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: 
     ----------
     planes : ndarray, shape (H, W) or (4, H, W)
         The grey image, 0..1, or grey and the colour channels
-        (:func:`detector_planes`). Each plane is divided by its own median on
-        the finest working image: the grey plane is the image's level (its
-        gain), the colour channels their white balance.
+        (:func:`detector_planes`). Every plane is divided by the grey
+        plane's median on the finest working image (the image's level, its
+        gain), so the channels keep their balance.
 
     Raises
     ------
@@ -224,8 +226,9 @@ def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: 
             levels.append(np.stack([ndimage.gaussian_filter(plane, settings.blur_sigma) for plane in current]))
         else:
             levels.append(np.stack(current))
-    gains = np.maximum(np.median(levels[0].reshape(len(stack), -1), axis=1), _GAIN_FLOOR)
-    normalised = [level / gains[:, None, None] for level in levels]
+    # One gain for every plane: the channels' balance is the colour.
+    gain = max(float(np.median(levels[0][0])), _GAIN_FLOOR)
+    normalised = [level / gain for level in levels]
     return normalised if planes.ndim == 3 else [level[0] for level in normalised]
 
 
@@ -283,10 +286,15 @@ def _box_maxima(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
 
 def _chromaticity(channels: np.ndarray, grid: PatchGrid) -> np.ndarray:
     """Red-green and blue-yellow chromaticity of each patch, ``(2, rows, cols)``,
-    from its mean red, green and blue (median-normalised channels)."""
+    from its mean red, green and blue, minus the median over the image's patches."""
     red, green, blue = (_box_means(channel, grid) for channel in channels)
     level = np.maximum((red + green + blue) / 3, _CHROMA_LEVEL_FLOOR)
-    return np.stack([(red - green) / (np.sqrt(2) * level), (red + green - 2 * blue) / (np.sqrt(6) * level)])
+    chromaticity = np.stack([(red - green) / (np.sqrt(2) * level), (red + green - 2 * blue) / (np.sqrt(6) * level)])
+    # The median patch, not each channel's median pixel: a defect of another
+    # hue moves the median patch's colour by a small share of the good
+    # patches' own spread, whereas each channel's median moves with the
+    # brightness spread of the texture, and would shift every patch's colour.
+    return chromaticity - np.median(chromaticity.reshape(2, -1), axis=1)[:, None, None]
 
 
 def _spots(level: np.ndarray, grid: PatchGrid) -> np.ndarray:

@@ -116,8 +116,8 @@ class DetectorSettings:
         to +0.02, ELPV mono -0.003 over both halves; BENCHMARKS.md), and,
         for colour images only, a ``colour`` expert, so a change of hue in
         two of thirteen features is not drowned either (a tint on the
-        procedural terrazzo texture: AUROC 0.77 inside the joint model, 0.94
-        -0.96 with its own expert; BENCHMARKS.md). An expert whose features
+        procedural terrazzo texture: AUROC 0.73-0.79 inside the joint model,
+        1.00 with its own expert; BENCHMARKS.md). An expert whose features
         are absent (``colour`` on grey images) is left out.
     one_sided_experts : tuple of str
         Experts that only count values above the good level (a line that is
