@@ -124,9 +124,9 @@ _LINE_SIZE = 13
 _RIDGE_SIGMA = 1.0
 # An image's level never counts as darker than this (a black image stays finite).
 _GAIN_FLOOR = 0.02
-# A patch's level (mean of its median-normalised channels, 1 = typical) never
-# counts as darker than this in its chromaticity: near-black patches, whose
-# colour is noise, stay near the typical colour.
+# A patch's level (the mean of its channels over the image's level, 1 =
+# typical) never counts as darker than this in its chromaticity: near-black
+# patches, whose colour is noise, stay near the typical colour.
 _CHROMA_LEVEL_FLOOR = 0.1
 # Gradient energy (gain-normalised units, squared) below which a patch has no
 # meaningful orientation: keeps the coherence of flat patches near zero.
