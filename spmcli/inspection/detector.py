@@ -84,6 +84,7 @@ from .features import (
     ScaleFeatures,
     detector_planes,
     feature_names,
+    grey_plane,
     has_colour,
     minimum_side,
     scale_features,
@@ -359,7 +360,7 @@ class Detector:
         quality = (float("nan"), float("nan"))
         if with_quality:
             rebuilt = _rebuild(features[0].grid, features[0].reconstruction)
-            grey = _grey_plane(levels[0])
+            grey = grey_plane(levels[0])
             quality = (min(psnr(grey, rebuilt), 100.0), ssim(grey, rebuilt))
         result = self.score_features(
             features, original_shape, with_map=with_map, threshold=threshold, pixel_threshold=pixel_threshold
@@ -544,11 +545,6 @@ class Detector:
             detector format, or an inconsistent one.
         """
         return _detector_from_extras(dictionary)
-
-
-def _grey_plane(level: np.ndarray) -> np.ndarray:
-    """The grey plane of a working image (the first of its planes in colour)."""
-    return level if level.ndim == 2 else level[0]
 
 
 def _rebuild(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
@@ -844,7 +840,7 @@ def fit_detector(
         )
     )
     dictionary = learn_dictionary(
-        [_grey_plane(level) for pyramid in levels for level in pyramid],
+        [grey_plane(level) for pyramid in levels for level in pyramid],
         patch_size=patch_size,
         n_atoms=n_atoms,
         sparsity=settings.sparsity,

@@ -96,10 +96,11 @@ __all__ = [
     "detector_planes",
     "feature_names",
     "grey_image",
+    "grey_plane",
     "has_colour",
-    "uses_colour",
     "minimum_side",
     "scale_features",
+    "uses_colour",
     "working_pyramid",
 ]
 
@@ -216,20 +217,28 @@ def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: 
     needed = minimum_side(settings, patch_size)
     if min(height, width) < needed:
         raise ValueError(f"image is {width} x {height} pixels; the detector needs at least {needed} a side")
-    stack = planes if planes.ndim == 3 else planes[None]
+    per_plane = [_plane_pyramid(plane, settings) for plane in (planes if planes.ndim == 3 else [planes])]
+    # One gain for every plane: the channels' balance is the colour.
+    gain = max(float(np.median(per_plane[0][0])), _GAIN_FLOOR)
+    if planes.ndim == 2:
+        return [level / gain for level in per_plane[0]]
+    return [np.stack([pyramid[scale] for pyramid in per_plane]) / gain for scale in range(settings.n_scales)]
+
+
+def _plane_pyramid(plane: np.ndarray, settings: DetectorSettings) -> list[np.ndarray]:
+    """One plane reduced by ``settings.downscale``, then halved per scale, each blurred."""
     levels = []
-    current = [_reduce(plane, settings.downscale or 1) for plane in stack]
+    current = _reduce(plane, settings.downscale or 1)
     for scale in range(settings.n_scales):
         if scale:
-            current = [_reduce(plane, 2) for plane in current]
-        if settings.blur_sigma > 0:
-            levels.append(np.stack([ndimage.gaussian_filter(plane, settings.blur_sigma) for plane in current]))
-        else:
-            levels.append(np.stack(current))
-    # One gain for every plane: the channels' balance is the colour.
-    gain = max(float(np.median(levels[0][0])), _GAIN_FLOOR)
-    normalised = [level / gain for level in levels]
-    return normalised if planes.ndim == 3 else [level[0] for level in normalised]
+            current = _reduce(current, 2)
+        levels.append(ndimage.gaussian_filter(current, settings.blur_sigma) if settings.blur_sigma > 0 else current)
+    return levels
+
+
+def grey_plane(level: np.ndarray) -> np.ndarray:
+    """The grey plane of a working image (the first of its planes in colour)."""
+    return level if level.ndim == 2 else level[0]
 
 
 @dataclass
@@ -432,8 +441,7 @@ def scale_features(
     ScaleFeatures
     """
     planes = level if level.ndim == 3 else None
-    if planes is not None:
-        level = planes[0]
+    level = grey_plane(level)
     grid = PatchGrid(level.shape, patch_size, settings.stride)
     shape = (grid.rows.size, grid.cols.size)
     patches = grid.extract(level)
