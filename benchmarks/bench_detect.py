@@ -68,9 +68,9 @@ from detect_data import (
     synthetic_set,
 )
 
-from spmcli.inspection.detector import DetectorSettings, fit_detector
 from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
-from spmcli.inspection.settings import EXPERTS
+from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.settings import EXPERTS, DetectorSettings
 from spmcli.io.images import to_grey
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_denoise import DEFAULT_DATA
 from detect_data import DEFECT_KINDS, TEXTURES, load_ksdd, synthetic_set
 
-from spmcli.inspection.detector import DetectorSettings, fit_detector
+from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.settings import DetectorSettings
 
 BANDS = (4, 8, 12)
 QUANTILES = (0.99, 0.999)

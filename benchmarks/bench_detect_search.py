@@ -36,7 +36,8 @@ from bench_denoise import cpu_model
 from detect_data import load_elpv, load_ksdd
 
 from spmcli.inspection import density
-from spmcli.inspection.detector import DetectorSettings, fit_detector
+from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.settings import DetectorSettings
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -52,10 +52,11 @@ from bench_detect import DEFAULT_DATA, load_sets, run_pca
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from spmcli.inspection import detector as detector_module
+from spmcli.inspection import fitting as fitting_module
 from spmcli.inspection.calibration import image_score
 from spmcli.inspection.density import SPREAD_FLOOR
-from spmcli.inspection.detector import DetectorSettings, fit_detector
+from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.settings import DetectorSettings
 
 POWERS = {"L4 norm": 4, "L8 norm": 8, "L16 norm": 16}
 VARIANTS = ("default", "mode pooled", "mode aligned", "mean and std", "maximum", "top 1%", *POWERS, "+ PCA")
@@ -73,15 +74,15 @@ def _top_share(anomaly_map: np.ndarray, share: float = 0.01) -> float:
 
 
 def _fit(dataset, settings: DetectorSettings, mean_and_std: bool = False):
-    original = detector_module.robust_location_spread
+    original = fitting_module.robust_location_spread
     if mean_and_std:
-        detector_module.robust_location_spread = _mean_and_std
+        fitting_module.robust_location_spread = _mean_and_std
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return fit_detector(dataset.train, dataset.calib, settings=settings, seed=0)[1]
     finally:
-        detector_module.robust_location_spread = original
+        fitting_module.robust_location_spread = original
 
 
 def run_variants(dataset, variants: tuple[str, ...]) -> tuple[dict[str, tuple[float, float, str]], np.ndarray | None]:

@@ -57,8 +57,8 @@ _EXPORTS = {
     "tv_denoise": "restoration.total_variation",
     "estimate_noise_sigma": "restoration.noise",
     "Detector": "inspection.detector",
-    "DetectorSettings": "inspection.detector",
-    "fit_detector": "inspection.detector",
+    "DetectorSettings": "inspection.settings",
+    "fit_detector": "inspection.fitting",
     "psnr": "metrics",
     "ssim": "metrics",
 }

@@ -19,7 +19,8 @@ from PIL import Image as PILImage
 from spmcli.cli import cli
 from spmcli.commands.detect import CSV_FIELDS
 from spmcli.inspection.calibration import calibrated_threshold, split_calibration
-from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError, fit_detector
+from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError
+from spmcli.inspection.fitting import fit_detector
 from spmcli.inspection.overlay import anomaly_overlay, heat_colours
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
 

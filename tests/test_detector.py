@@ -22,9 +22,9 @@ from spmcli.inspection.detector import (
     NoDetectorError,
     _average_patches,
     _resize_linear,
-    fit_detector,
 )
 from spmcli.inspection.features import line_responses
+from spmcli.inspection.fitting import fit_detector
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
 from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary

@@ -13,7 +13,7 @@ import numpy as np
 from ..batch import make_map
 from ..errors import SpmcliError
 from ..inspection.calibration import MIN_CALIBRATION_IMAGES, split_calibration
-from ..inspection.detector import fit_detector
+from ..inspection.fitting import fit_detector
 from ..inspection.settings import MODES, POLARITIES, DetectorSettings
 from ..io.images import read_image
 from ..sparse.dictionary import Dictionary

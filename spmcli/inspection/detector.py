@@ -1,5 +1,6 @@
 """Defect detection learned from good images only: the fitted detector, its
-scores, maps and regions, and learning it.
+scores, maps and regions. Learning it is :mod:`spmcli.inspection.fitting`;
+its state in a dictionary file, :mod:`spmcli.inspection.detector_file`.
 
 How it works, in order:
 
@@ -38,11 +39,6 @@ How it works, in order:
    are cut at the image threshold instead and say so ("spread out"). An image
    that is not anomalous has no regions.
 
-Per-image work in :func:`fit_detector` (working images of each good image,
-their features, the scores of the calibration images) goes through a
-``map_function`` with the signature of the builtin :func:`map`, so a process
-pool or a cluster can run it; the result is the same whichever runs it.
-
 References
 ----------
 .. [1] M. Aharon, M. Elad and A. Bruckstein, "K-SVD: An Algorithm for Designing
@@ -58,41 +54,31 @@ References
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import repeat
-from typing import Any
 
 import numpy as np
 
 from ..metrics import psnr, ssim
 from ..sparse.dictionary import Dictionary
-from ..sparse.learning import learn_dictionary
 from ..sparse.patches import PatchGrid
-from .calibration import calibrated_threshold, check_calibration_count, image_score, split_calibration
+from .calibration import calibrated_threshold, image_score, split_calibration
 from .density import (
-    Expert,
-    PositionModel,
     ScaleModel,
-    fit_expert,
-    group_folds,
-    leave_one_out_share,
-    position_model,
-    robust_location_spread,
 )
+from .detector_file import DETECTOR_VERSION, NoDetectorError, detector_extras, detector_fields
 from .features import (
     ScaleFeatures,
     detector_planes,
     feature_names,
     grey_plane,
-    has_colour,
     minimum_side,
     scale_features,
     uses_colour,
     working_pyramid,
 )
 from .regions import Region, describe_deviation, describe_orientation, label_regions
-from .settings import MODES, POLARITIES, DetectorSettings, expert_groups
+from .settings import MODES, POLARITIES, DetectorSettings
 
 __all__ = [
     "DETECTOR_VERSION",
@@ -104,24 +90,12 @@ __all__ = [
     "NoDetectorError",
     "Region",
     "calibrated_threshold",
-    "fit_detector",
     "minimum_side",
     "split_calibration",
 ]
 
-DETECTOR_VERSION = 6
-# Format 6 added the colour features (format-5 models have none and score
-# as before). Format 4 (the image score was the map's maximum) is still read: its
-# thresholds are those of the maximum, so it is scored with score_power inf.
-OLDEST_READABLE_VERSION = 4
 # Prefix of the explanation of a region cut at the image threshold.
 SPREAD_OUT = "spread out (no pixel above the pixel threshold): "
-
-MapFunction = Callable[..., Iterable[Any]]
-
-
-class NoDetectorError(ValueError):
-    """A dictionary file without (usable) detector statistics and calibration."""
 
 
 @dataclass
@@ -243,7 +217,7 @@ _IGNORED_BY_POLARITY = {
 }
 
 
-def _polarity_clip(names: Sequence[str], polarity: str) -> np.ndarray:
+def polarity_clip(names: Sequence[str], polarity: str) -> np.ndarray:
     """Per feature: -1 ignores deviations below the good level, +1 above, 0 none."""
     ignored = _IGNORED_BY_POLARITY[polarity]
     return np.array([ignored.get(name, 0.0) for name in names])
@@ -320,7 +294,7 @@ class Detector:
         model = self.scales[scale]
         if model.positions is not None and features.values.shape != model.positions.mean.shape:
             raise ValueError("image grid does not match the aligned detector's (a bug: sizes are normalised)")
-        descriptors = model.descriptors(features.values, _polarity_clip(self.feature_names, self.settings.polarity))
+        descriptors = model.descriptors(features.values, polarity_clip(self.feature_names, self.settings.polarity))
         anomaly, expert, nearest = model.anomaly(descriptors, self.settings.n_neighbours)
         anomaly = anomaly.reshape(features.values.shape[1:])
         return _ScaleResult(features.grid, features.values, descriptors, anomaly, expert, nearest)
@@ -508,31 +482,9 @@ class Detector:
 
     # -- persistence -----------------------------------------------------------------
     def to_extras(self) -> dict[str, np.ndarray]:
-        """The detector's state as ``Dictionary.extras`` arrays (numbers and text only)."""
-        import json
-
-        extras = {
-            "detector_version": np.array(DETECTOR_VERSION, dtype=np.int64),
-            "detector_settings": np.array(json.dumps(self.settings.to_record(), sort_keys=True)),
-            "detector_mode": np.array(self.mode),
-            "detector_mode_reason": np.array(self.mode_reason),
-            "detector_image_shape": np.array(self.image_shape, dtype=np.int64),
-            "detector_threshold": np.array(self.threshold, dtype=np.float64),
-            "detector_pixel_threshold": np.array(self.pixel_threshold, dtype=np.float64),
-            "detector_threshold_method": np.array(self.threshold_method),
-            "detector_calibration_scores": np.asarray(self.calibration_scores, dtype=np.float64),
-            "detector_calibration_peaks": np.asarray(self.calibration_peaks, dtype=np.float64),
-        }
-        for scale, model in enumerate(self.scales):
-            extras[f"detector_location_{scale}"] = np.asarray(model.location, dtype=np.float64)
-            extras[f"detector_spread_{scale}"] = np.asarray(model.spread, dtype=np.float64)
-            extras[f"detector_normalisers_{scale}"] = np.array([e.normaliser for e in model.experts], dtype=np.float64)
-            for expert in model.experts:
-                extras[f"detector_bank_{scale}_{expert.name}"] = np.asarray(expert.bank, dtype=np.float64)
-            if model.positions is not None:
-                extras[f"detector_position_mean_{scale}"] = np.asarray(model.positions.mean, dtype=np.float64)
-                extras[f"detector_position_spread_{scale}"] = np.asarray(model.positions.spread, dtype=np.float64)
-        return extras
+        """The detector's state as ``Dictionary.extras`` arrays (numbers and text
+        only; :mod:`spmcli.inspection.detector_file`)."""
+        return detector_extras(self)
 
     @classmethod
     def from_dictionary(cls, dictionary: Dictionary) -> Detector:
@@ -544,7 +496,7 @@ class Detector:
             When the dictionary has no detector state, one from another
             detector format, or an inconsistent one.
         """
-        return _detector_from_extras(dictionary)
+        return cls(**detector_fields(dictionary))
 
 
 def _rebuild(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
@@ -559,354 +511,3 @@ def _rebuild(grid: PatchGrid, patches: np.ndarray) -> np.ndarray:
     total = np.bincount(targets, weights=block.ravel(), minlength=height * width)
     weight = np.bincount(targets, minlength=height * width)
     return (total / np.maximum(weight, 1)).reshape(height, width)
-
-
-def _detector_from_extras(dictionary: Dictionary) -> Detector:
-    import json
-
-    extras = dictionary.extras
-    if "detector_version" not in extras:
-        raise NoDetectorError(
-            "this dictionary has no detector calibration; re-run learn-dict with --detector "
-            "(or --calibration-images DIR) on good images"
-        )
-    try:
-        version = int(extras["detector_version"])
-    except (TypeError, ValueError):
-        raise NoDetectorError("the detector version in this dictionary is invalid; re-run learn-dict") from None
-    if version > DETECTOR_VERSION:
-        raise NoDetectorError(f"detector format {version} is newer than this spmcli reads; upgrade spmcli")
-    if version < OLDEST_READABLE_VERSION:
-        raise NoDetectorError(
-            f"detector format {version} is from an older spmcli (the features changed); "
-            "re-run learn-dict --detector on the good images"
-        )
-    try:
-        record = json.loads(str(extras["detector_settings"]))
-        if version == 4:
-            record["score_power"] = None  # the maximum, which its thresholds were calibrated on
-        settings = DetectorSettings.from_record(record)
-        mode = str(extras["detector_mode"])
-        if mode not in ("pooled", "aligned"):
-            raise ValueError(f"unknown mode {mode!r}")
-        n_features = len(feature_names(settings.features))
-        experts = _expert_columns(settings)
-        scales = []
-        for scale in range(settings.n_scales):
-            location = np.asarray(extras[f"detector_location_{scale}"], dtype=np.float64)
-            spread = np.asarray(extras[f"detector_spread_{scale}"], dtype=np.float64)
-            normalisers = np.asarray(extras[f"detector_normalisers_{scale}"], dtype=np.float64)
-            if normalisers.shape != (len(experts),) or not np.all(normalisers > 0):
-                raise ValueError("expert normalisers of the wrong shape")
-            models = []
-            for (name, columns), normaliser in zip(experts, normalisers, strict=True):
-                bank = np.asarray(extras[f"detector_bank_{scale}_{name}"], dtype=np.float64)
-                if bank.ndim != 2 or bank.shape[1] != columns.size or bank.shape[0] < 1:
-                    raise ValueError("memory bank of the wrong shape")
-                if not np.all(np.isfinite(bank)):
-                    raise ValueError("non-finite memory bank")
-                models.append(Expert(name, columns, bank, float(normaliser), name in settings.one_sided_experts))
-            positions = None
-            if mode == "aligned":
-                positions = PositionModel(
-                    np.asarray(extras[f"detector_position_mean_{scale}"], dtype=np.float64),
-                    np.asarray(extras[f"detector_position_spread_{scale}"], dtype=np.float64),
-                )
-                if positions.mean.ndim != 3 or positions.mean.shape[0] != n_features:
-                    raise ValueError("position statistics of the wrong shape")
-                if positions.spread.shape != positions.mean.shape or not np.all(positions.spread > 0):
-                    raise ValueError("invalid position spreads")
-            if location.shape != (n_features,) or spread.shape != (n_features,) or not np.all(spread > 0):
-                raise ValueError("feature statistics of the wrong shape")
-            arrays = [location, spread] + ([positions.mean, positions.spread] if positions else [])
-            if not all(np.all(np.isfinite(array)) for array in arrays):
-                raise ValueError("non-finite statistics")
-            scales.append(ScaleModel(location, spread, models, positions))
-        image_shape = tuple(int(v) for v in extras["detector_image_shape"])
-        threshold = float(extras["detector_threshold"])
-        pixel_threshold = float(extras["detector_pixel_threshold"])
-        scores = np.asarray(extras["detector_calibration_scores"], dtype=np.float64)
-        # Format 4's scores were the maps' maxima.
-        peaks = np.asarray(extras["detector_calibration_peaks"] if version > 4 else scores, dtype=np.float64)
-        if len(image_shape) != 2 or not (np.isfinite(threshold) and np.isfinite(pixel_threshold)):
-            raise ValueError("invalid threshold or image shape")
-    except (KeyError, ValueError, TypeError) as error:
-        raise NoDetectorError(
-            f"the detector data in this dictionary is incomplete or invalid ({error}); re-run learn-dict"
-        ) from None
-    return Detector(
-        atoms=dictionary.atoms,
-        patch_size=dictionary.patch_size,
-        settings=settings,
-        mode=mode,
-        mode_reason=str(extras.get("detector_mode_reason", "")),
-        scales=scales,
-        image_shape=image_shape,  # type: ignore[arg-type]
-        threshold=threshold,
-        pixel_threshold=pixel_threshold,
-        threshold_method=str(extras.get("detector_threshold_method", "")),
-        calibration_scores=scores,
-        calibration_peaks=peaks,
-    )
-
-
-# -- learning (the mapped functions are top-level so that process pools can pickle them) --
-
-
-def _expert_columns(settings: DetectorSettings) -> list[tuple[str, np.ndarray]]:
-    """Each expert's name and the descriptor columns (features) it watches."""
-    names = feature_names(settings.features)
-    found = []
-    for name, groups in expert_groups(settings.experts, settings.features):
-        watched = set(feature_names(groups))
-        found.append((name, np.array([i for i, feature in enumerate(names) if feature in watched], dtype=np.int64)))
-    return found
-
-
-def image_levels(
-    pixels: np.ndarray, settings: DetectorSettings, patch_size: int, image_shape: tuple[int, int] | None
-) -> list[np.ndarray]:
-    """Working images of one good image (the first per-image stage of learning)."""
-    return working_pyramid(detector_planes(pixels, image_shape, uses_colour(settings)), settings, patch_size)
-
-
-def image_features(
-    levels: list[np.ndarray], atoms: np.ndarray, patch_size: int, settings: DetectorSettings
-) -> list[np.ndarray]:
-    """Raw features ``(F, rows, cols)`` of each working image of one good image."""
-    return [scale_features(level, atoms, patch_size, settings).values for level in levels]
-
-
-def calibration_score(detector: Detector, pixels: np.ndarray) -> tuple[float, float]:
-    """Score and map maximum of one calibration image (the per-image stage of calibration)."""
-    result = detector.score(pixels)
-    return result.score, result.peak
-
-
-def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable | None) -> Iterator[Any]:
-    for done, item in enumerate(items, start=1):
-        if callback is not None:
-            callback(stage, done, total)
-        yield item
-
-
-def _choose_mode(
-    settings: DetectorSettings, shapes: list[tuple[int, ...]], features: list[list[np.ndarray]] | None
-) -> tuple[str, str]:
-    if settings.mode != "auto":
-        return settings.mode, f"{settings.mode} mode requested"
-    if len(set(shapes)) > 1:
-        return "pooled", "the good images differ in size, so positions do not correspond"
-    if len(shapes) < 3:
-        return "pooled", "too few good images to compare positions (fewer than 3)"
-    assert features is not None
-    shares = []
-    for scale in range(len(features[0])):
-        stack = np.stack([per_image[scale] for per_image in features])
-        flat = stack.transpose(1, 0, 2, 3).reshape(stack.shape[1], -1).T
-        location, spread = robust_location_spread(flat)
-        shares.append(leave_one_out_share((stack - location[None, :, None, None]) / spread[None, :, None, None]))
-    share = float(np.mean(shares))
-    verdict = ">=" if share >= settings.aligned_min_share else "<"
-    mode = "aligned" if share >= settings.aligned_min_share else "pooled"
-    return mode, (
-        f"the position explains {100 * share:.0f}% of the feature variance of held-out good images "
-        f"({verdict} {100 * settings.aligned_min_share:.0f}%)"
-    )
-
-
-def fit_scale_models(
-    per_scale: list[list[np.ndarray]], mode: str, settings: DetectorSettings, seed: int
-) -> list[ScaleModel]:
-    """The model of good patches at each scale from the good images' raw
-    features ``per_scale[scale][image]`` ``(F, rows, cols)``."""
-    names = feature_names(settings.features)
-    clip = _polarity_clip(names, settings.polarity)
-    experts = _expert_columns(settings)
-    scales = []
-    for scale, per_image in enumerate(per_scale):
-        flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])
-        location, spread = robust_location_spread(flat)
-        positions = None
-        if mode == "aligned":
-            standardised = (np.stack(per_image) - location[None, :, None, None]) / spread[None, :, None, None]
-            positions, deviations = position_model(standardised)
-            clipped = np.where(clip[None, :, None, None] * deviations > 0, 0.0, deviations)
-            descriptors = list(clipped.transpose(0, 2, 3, 1).reshape(len(per_image), -1, len(names)))
-        else:
-            descriptors = []
-            for values in per_image:
-                standardised = (values.reshape(values.shape[0], -1).T - location) / spread
-                descriptors.append(np.where(clip * standardised > 0, 0.0, standardised))
-        folds = group_folds(len(descriptors), seed + scale)
-        models = [
-            fit_expert(
-                name,
-                columns,
-                descriptors,
-                folds,
-                bank_size=settings.bank_size,
-                rare_share=settings.bank_rare_share,
-                n_neighbours=settings.n_neighbours,
-                seed=seed + scale,
-                quantile=settings.held_out_quantile,
-                one_sided=name in settings.one_sided_experts,
-            )
-            for name, columns in experts
-        ]
-        scales.append(ScaleModel(location, spread, models, positions))
-    return scales
-
-
-def fit_detector(
-    good_images: Sequence[np.ndarray],
-    calibration_images: Sequence[np.ndarray],
-    *,
-    settings: DetectorSettings | None = None,
-    patch_size: int = 8,
-    n_atoms: int = 128,
-    n_iterations: int = 5,
-    method: str = "approx",
-    init: str = "dct",
-    max_patches: int | None = 10000,
-    seed: int = 0,
-    callback: Callable[[str, int, int], None] | None = None,
-    map_function: MapFunction = map,
-) -> tuple[Dictionary, Detector]:
-    """Learn a detector from good images and calibrate its thresholds.
-
-    Parameters
-    ----------
-    good_images : sequence of ndarray
-        Defect-free images to learn from, ``(H, W)`` or ``(H, W, C)`` on the
-        0..1 scale; any sizes. When these and the calibration images are all
-        in colour the ``colour`` features are used; with any grey image
-        among them the detector works in grey (colour is brought to grey).
-    calibration_images : sequence of ndarray
-        At least 3 other defect-free images (20 or more for a reliable
-        threshold; fewer warns), never learned from.
-    settings : DetectorSettings, optional
-        Defaults: ``DetectorSettings()`` (mode ``"auto"``).
-    patch_size, n_atoms, n_iterations, method, init, max_patches
-        Dictionary learning, as in :func:`spmcli.sparse.learning.learn_dictionary`
-        (sparsity is ``settings.sparsity``).
-    seed : int
-        Seeds patch sampling, K-SVD and the thinning of the memory bank.
-    callback : callable, optional
-        ``callback(stage, done, total)`` with stage ``"prepare"`` and
-        ``"features"`` (good images), ``"learn"`` (K-SVD iterations) and
-        ``"calibrate"`` (calibration images).
-    map_function : callable
-        Runs the per-image stages; the builtin :func:`map` (default) or any
-        function of the same signature, such as
-        ``concurrent.futures.ProcessPoolExecutor(...).map``. It is called with
-        top-level functions and picklable arguments; the model is the same
-        whichever runs them.
-
-    Returns
-    -------
-    dictionary : Dictionary
-        With the detector's state in ``extras`` and a ``detector`` record in
-        ``metadata`` (mode, why, settings, counts, thresholds).
-    detector : Detector
-
-    Raises
-    ------
-    ValueError
-        No good images, fewer than 3 calibration images, or an image smaller
-        than :func:`minimum_side` pixels a side. Fewer than 20 calibration
-        images give a ``UserWarning`` (rough threshold).
-    """
-    requested = settings or DetectorSettings()
-    if not good_images:
-        raise ValueError("no good images to learn from")
-    check_calibration_count(len(calibration_images))
-    shapes = [tuple(np.asarray(image).shape[:2]) for image in good_images]
-    settings = requested.resolved([min(shape) for shape in shapes])
-    if uses_colour(settings) and not all(has_colour(image) for image in [*good_images, *calibration_images]):
-        # Any grey image, good or for calibration: the detector works in grey.
-        try:
-            settings = settings.without_colour()
-        except ValueError:
-            raise ValueError("the colour features need colour images, and some good images are grey") from None
-    forced_aligned = settings.mode == "aligned"
-    image_shape = shapes[0] if forced_aligned else None
-    levels = list(
-        _reporting(
-            map_function(image_levels, good_images, repeat(settings), repeat(patch_size), repeat(image_shape)),
-            "prepare",
-            len(good_images),
-            callback,
-        )
-    )
-    dictionary = learn_dictionary(
-        [grey_plane(level) for pyramid in levels for level in pyramid],
-        patch_size=patch_size,
-        n_atoms=n_atoms,
-        sparsity=settings.sparsity,
-        n_iterations=n_iterations,
-        method=method,
-        init=init,
-        max_patches=max_patches,
-        remove_mean=True,
-        seed=seed,
-        callback=None if callback is None else (lambda iteration, total, rmse: callback("learn", iteration, total)),
-    )
-    features = list(
-        _reporting(
-            map_function(image_features, levels, repeat(dictionary.atoms), repeat(patch_size), repeat(settings)),
-            "features",
-            len(levels),
-            callback,
-        )
-    )
-    del levels
-    mode, reason = _choose_mode(settings, shapes, features)
-    if mode == "aligned" and image_shape is None:
-        image_shape = shapes[0]
-    names = feature_names(settings.features)
-    scales = fit_scale_models(
-        [[image[scale] for image in features] for scale in range(settings.n_scales)], mode, settings, seed
-    )
-    del features
-    detector = Detector(
-        atoms=dictionary.atoms,
-        patch_size=patch_size,
-        settings=settings,
-        mode=mode,
-        mode_reason=reason,
-        scales=scales,
-        image_shape=tuple(image_shape) if image_shape is not None else (0, 0),  # type: ignore[arg-type]
-    )
-    scores_and_peaks = list(
-        _reporting(
-            map_function(calibration_score, repeat(detector), calibration_images),
-            "calibrate",
-            len(calibration_images),
-            callback,
-        )
-    )
-    detector.calibration_scores = np.array([score for score, _ in scores_and_peaks], dtype=np.float64)
-    detector.calibration_peaks = np.array([peak for _, peak in scores_and_peaks], dtype=np.float64)
-    detector.threshold, detector.threshold_method = calibrated_threshold(
-        detector.calibration_scores, settings.threshold_quantile
-    )
-    detector.pixel_threshold, _ = calibrated_threshold(detector.calibration_peaks, settings.threshold_quantile)
-    dictionary.extras.update(detector.to_extras())
-    dictionary.metadata["detector"] = {
-        "format": DETECTOR_VERSION,
-        "mode": mode,
-        "mode_reason": reason,
-        "settings": settings.to_record(),
-        "requested_settings": requested.to_record(),
-        "features": list(names),
-        "n_good_images": len(good_images),
-        "n_calibration_images": len(calibration_images),
-        "experts": [expert.name for expert in scales[0].experts],
-        "bank_sizes": [[int(expert.bank.shape[0]) for expert in model.experts] for model in scales],
-        "expert_normalisers": [[round(expert.normaliser, 4) for expert in model.experts] for model in scales],
-        "threshold": detector.threshold,
-        "pixel_threshold": detector.pixel_threshold,
-        "threshold_method": detector.threshold_method,
-    }
-    return dictionary, detector

@@ -88,7 +88,7 @@ from skimage.transform import downscale_local_mean, resize
 from ..io.images import to_grey
 from ..sparse.omp import batch_omp
 from ..sparse.patches import PatchGrid
-from .settings import COLOUR_GROUPS, DetectorSettings
+from .settings import COLOUR_GROUPS, DetectorSettings, expert_groups
 
 __all__ = [
     "FEATURE_NAMES",
@@ -137,6 +137,16 @@ _ORIENTATION_FLOOR = 1e-4
 def feature_names(groups: tuple[str, ...]) -> tuple[str, ...]:
     """Names of the individual features of the given groups, in descriptor order."""
     return tuple(name for group in groups for name in FEATURE_NAMES[group])
+
+
+def expert_columns(settings: DetectorSettings) -> list[tuple[str, np.ndarray]]:
+    """Each expert's name and the descriptor columns (features) it watches."""
+    names = feature_names(settings.features)
+    found = []
+    for name, groups in expert_groups(settings.experts, settings.features):
+        watched = set(feature_names(groups))
+        found.append((name, np.array([i for i, feature in enumerate(names) if feature in watched], dtype=np.int64)))
+    return found
 
 
 def minimum_side(settings: DetectorSettings, patch_size: int) -> int:

@@ -1,0 +1,289 @@
+"""Learning a detector from good images: the dictionary, the patch
+features, the choice of mode, the model of good patches at every scale and
+the calibrated thresholds (how it works: :mod:`spmcli.inspection.detector`).
+
+Per-image work (working images of each good image, their features, the
+scores of the calibration images) goes through a ``map_function`` with the
+signature of the builtin :func:`map`, so a process pool or a cluster can run
+it; the result is the same whichever runs it. The mapped functions are
+top-level so that process pools can pickle them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from ..sparse.dictionary import Dictionary
+from ..sparse.learning import learn_dictionary
+from .calibration import calibrated_threshold, check_calibration_count
+from .density import ScaleModel, fit_expert, group_folds, leave_one_out_share, position_model, robust_location_spread
+from .detector import Detector, polarity_clip
+from .detector_file import DETECTOR_VERSION
+from .features import (
+    detector_planes,
+    expert_columns,
+    feature_names,
+    grey_plane,
+    has_colour,
+    scale_features,
+    uses_colour,
+    working_pyramid,
+)
+from .settings import DetectorSettings
+
+__all__ = ["calibration_score", "fit_detector", "fit_scale_models", "image_features", "image_levels"]
+
+MapFunction = Callable[..., Iterable[Any]]
+
+
+def image_levels(
+    pixels: np.ndarray, settings: DetectorSettings, patch_size: int, image_shape: tuple[int, int] | None
+) -> list[np.ndarray]:
+    """Working images of one good image (the first per-image stage of learning)."""
+    return working_pyramid(detector_planes(pixels, image_shape, uses_colour(settings)), settings, patch_size)
+
+
+def image_features(
+    levels: list[np.ndarray], atoms: np.ndarray, patch_size: int, settings: DetectorSettings
+) -> list[np.ndarray]:
+    """Raw features ``(F, rows, cols)`` of each working image of one good image."""
+    return [scale_features(level, atoms, patch_size, settings).values for level in levels]
+
+
+def calibration_score(detector: Detector, pixels: np.ndarray) -> tuple[float, float]:
+    """Score and map maximum of one calibration image (the per-image stage of calibration)."""
+    result = detector.score(pixels)
+    return result.score, result.peak
+
+
+def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable | None) -> Iterator[Any]:
+    for done, item in enumerate(items, start=1):
+        if callback is not None:
+            callback(stage, done, total)
+        yield item
+
+
+def _choose_mode(
+    settings: DetectorSettings, shapes: list[tuple[int, ...]], features: list[list[np.ndarray]] | None
+) -> tuple[str, str]:
+    if settings.mode != "auto":
+        return settings.mode, f"{settings.mode} mode requested"
+    if len(set(shapes)) > 1:
+        return "pooled", "the good images differ in size, so positions do not correspond"
+    if len(shapes) < 3:
+        return "pooled", "too few good images to compare positions (fewer than 3)"
+    assert features is not None
+    shares = []
+    for scale in range(len(features[0])):
+        stack = np.stack([per_image[scale] for per_image in features])
+        flat = stack.transpose(1, 0, 2, 3).reshape(stack.shape[1], -1).T
+        location, spread = robust_location_spread(flat)
+        shares.append(leave_one_out_share((stack - location[None, :, None, None]) / spread[None, :, None, None]))
+    share = float(np.mean(shares))
+    verdict = ">=" if share >= settings.aligned_min_share else "<"
+    mode = "aligned" if share >= settings.aligned_min_share else "pooled"
+    return mode, (
+        f"the position explains {100 * share:.0f}% of the feature variance of held-out good images "
+        f"({verdict} {100 * settings.aligned_min_share:.0f}%)"
+    )
+
+
+def fit_scale_models(
+    per_scale: list[list[np.ndarray]], mode: str, settings: DetectorSettings, seed: int
+) -> list[ScaleModel]:
+    """The model of good patches at each scale from the good images' raw
+    features ``per_scale[scale][image]`` ``(F, rows, cols)``."""
+    names = feature_names(settings.features)
+    clip = polarity_clip(names, settings.polarity)
+    experts = expert_columns(settings)
+    scales = []
+    for scale, per_image in enumerate(per_scale):
+        flat = np.concatenate([values.reshape(values.shape[0], -1).T for values in per_image])
+        location, spread = robust_location_spread(flat)
+        positions = None
+        if mode == "aligned":
+            standardised = (np.stack(per_image) - location[None, :, None, None]) / spread[None, :, None, None]
+            positions, deviations = position_model(standardised)
+            clipped = np.where(clip[None, :, None, None] * deviations > 0, 0.0, deviations)
+            descriptors = list(clipped.transpose(0, 2, 3, 1).reshape(len(per_image), -1, len(names)))
+        else:
+            descriptors = []
+            for values in per_image:
+                standardised = (values.reshape(values.shape[0], -1).T - location) / spread
+                descriptors.append(np.where(clip * standardised > 0, 0.0, standardised))
+        folds = group_folds(len(descriptors), seed + scale)
+        models = [
+            fit_expert(
+                name,
+                columns,
+                descriptors,
+                folds,
+                bank_size=settings.bank_size,
+                rare_share=settings.bank_rare_share,
+                n_neighbours=settings.n_neighbours,
+                seed=seed + scale,
+                quantile=settings.held_out_quantile,
+                one_sided=name in settings.one_sided_experts,
+            )
+            for name, columns in experts
+        ]
+        scales.append(ScaleModel(location, spread, models, positions))
+    return scales
+
+
+def fit_detector(
+    good_images: Sequence[np.ndarray],
+    calibration_images: Sequence[np.ndarray],
+    *,
+    settings: DetectorSettings | None = None,
+    patch_size: int = 8,
+    n_atoms: int = 128,
+    n_iterations: int = 5,
+    method: str = "approx",
+    init: str = "dct",
+    max_patches: int | None = 10000,
+    seed: int = 0,
+    callback: Callable[[str, int, int], None] | None = None,
+    map_function: MapFunction = map,
+) -> tuple[Dictionary, Detector]:
+    """Learn a detector from good images and calibrate its thresholds.
+
+    Parameters
+    ----------
+    good_images : sequence of ndarray
+        Defect-free images to learn from, ``(H, W)`` or ``(H, W, C)`` on the
+        0..1 scale; any sizes. When these and the calibration images are all
+        in colour the ``colour`` features are used; with any grey image
+        among them the detector works in grey (colour is brought to grey).
+    calibration_images : sequence of ndarray
+        At least 3 other defect-free images (20 or more for a reliable
+        threshold; fewer warns), never learned from.
+    settings : DetectorSettings, optional
+        Defaults: ``DetectorSettings()`` (mode ``"auto"``).
+    patch_size, n_atoms, n_iterations, method, init, max_patches
+        Dictionary learning, as in :func:`spmcli.sparse.learning.learn_dictionary`
+        (sparsity is ``settings.sparsity``).
+    seed : int
+        Seeds patch sampling, K-SVD and the thinning of the memory bank.
+    callback : callable, optional
+        ``callback(stage, done, total)`` with stage ``"prepare"`` and
+        ``"features"`` (good images), ``"learn"`` (K-SVD iterations) and
+        ``"calibrate"`` (calibration images).
+    map_function : callable
+        Runs the per-image stages; the builtin :func:`map` (default) or any
+        function of the same signature, such as
+        ``concurrent.futures.ProcessPoolExecutor(...).map``. It is called with
+        top-level functions and picklable arguments; the model is the same
+        whichever runs them.
+
+    Returns
+    -------
+    dictionary : Dictionary
+        With the detector's state in ``extras`` and a ``detector`` record in
+        ``metadata`` (mode, why, settings, counts, thresholds).
+    detector : Detector
+
+    Raises
+    ------
+    ValueError
+        No good images, fewer than 3 calibration images, or an image smaller
+        than :func:`minimum_side` pixels a side. Fewer than 20 calibration
+        images give a ``UserWarning`` (rough threshold).
+    """
+    requested = settings or DetectorSettings()
+    if not good_images:
+        raise ValueError("no good images to learn from")
+    check_calibration_count(len(calibration_images))
+    shapes = [tuple(np.asarray(image).shape[:2]) for image in good_images]
+    settings = requested.resolved([min(shape) for shape in shapes])
+    if uses_colour(settings) and not all(has_colour(image) for image in [*good_images, *calibration_images]):
+        # Any grey image, good or for calibration: the detector works in grey.
+        try:
+            settings = settings.without_colour()
+        except ValueError:
+            raise ValueError("the colour features need colour images, and some good images are grey") from None
+    forced_aligned = settings.mode == "aligned"
+    image_shape = shapes[0] if forced_aligned else None
+    levels = list(
+        _reporting(
+            map_function(image_levels, good_images, repeat(settings), repeat(patch_size), repeat(image_shape)),
+            "prepare",
+            len(good_images),
+            callback,
+        )
+    )
+    dictionary = learn_dictionary(
+        [grey_plane(level) for pyramid in levels for level in pyramid],
+        patch_size=patch_size,
+        n_atoms=n_atoms,
+        sparsity=settings.sparsity,
+        n_iterations=n_iterations,
+        method=method,
+        init=init,
+        max_patches=max_patches,
+        remove_mean=True,
+        seed=seed,
+        callback=None if callback is None else (lambda iteration, total, rmse: callback("learn", iteration, total)),
+    )
+    features = list(
+        _reporting(
+            map_function(image_features, levels, repeat(dictionary.atoms), repeat(patch_size), repeat(settings)),
+            "features",
+            len(levels),
+            callback,
+        )
+    )
+    del levels
+    mode, reason = _choose_mode(settings, shapes, features)
+    if mode == "aligned" and image_shape is None:
+        image_shape = shapes[0]
+    names = feature_names(settings.features)
+    scales = fit_scale_models(
+        [[image[scale] for image in features] for scale in range(settings.n_scales)], mode, settings, seed
+    )
+    del features
+    detector = Detector(
+        atoms=dictionary.atoms,
+        patch_size=patch_size,
+        settings=settings,
+        mode=mode,
+        mode_reason=reason,
+        scales=scales,
+        image_shape=tuple(image_shape) if image_shape is not None else (0, 0),  # type: ignore[arg-type]
+    )
+    scores_and_peaks = list(
+        _reporting(
+            map_function(calibration_score, repeat(detector), calibration_images),
+            "calibrate",
+            len(calibration_images),
+            callback,
+        )
+    )
+    detector.calibration_scores = np.array([score for score, _ in scores_and_peaks], dtype=np.float64)
+    detector.calibration_peaks = np.array([peak for _, peak in scores_and_peaks], dtype=np.float64)
+    detector.threshold, detector.threshold_method = calibrated_threshold(
+        detector.calibration_scores, settings.threshold_quantile
+    )
+    detector.pixel_threshold, _ = calibrated_threshold(detector.calibration_peaks, settings.threshold_quantile)
+    dictionary.extras.update(detector.to_extras())
+    dictionary.metadata["detector"] = {
+        "format": DETECTOR_VERSION,
+        "mode": mode,
+        "mode_reason": reason,
+        "settings": settings.to_record(),
+        "requested_settings": requested.to_record(),
+        "features": list(names),
+        "n_good_images": len(good_images),
+        "n_calibration_images": len(calibration_images),
+        "experts": [expert.name for expert in scales[0].experts],
+        "bank_sizes": [[int(expert.bank.shape[0]) for expert in model.experts] for model in scales],
+        "expert_normalisers": [[round(expert.normaliser, 4) for expert in model.experts] for model in scales],
+        "threshold": detector.threshold,
+        "pixel_threshold": detector.pixel_threshold,
+        "threshold_method": detector.threshold_method,
+    }
+    return dictionary, detector
