@@ -24,7 +24,7 @@ from spmcli.inspection.detector import (
     _resize_linear,
 )
 from spmcli.inspection.features import line_responses
-from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.fitting import _choose_mode, fit_detector
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
 from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
@@ -93,11 +93,27 @@ def fitted(textures):
     return fit_detector(textures["good"], textures["calibration"], seed=0)
 
 
+def test_nearly_equal_sizes_get_a_hint_towards_the_aligned_mode():
+    # A part cut out by a fixture varies by a few pixels; only the user knows
+    # whether it sits in one place, so auto stays pooled and says what to try.
+    shapes = [(1250, 500), (1235, 500), (1285, 500), (1260, 500)]
+    mode, reason = _choose_mode(DetectorSettings(), shapes, None)
+    assert mode == "pooled"
+    assert reason == (
+        "the good images differ in size (by up to 2.4%), so positions do not correspond; "
+        "if they show one part in one place, try the aligned mode"
+    )
+    mode, reason = _choose_mode(DetectorSettings(mode="aligned"), shapes, None)
+    assert (mode, reason) == ("aligned", "aligned mode requested")
+
+
 def test_learns_from_different_sizes_and_records_the_mode(fitted, textures):
     dictionary, detector = fitted
     record = dictionary.metadata["detector"]
     assert detector.mode == record["mode"] == "pooled"
-    assert "differ in size" in record["mode_reason"] == detector.mode_reason or "differ in size" in detector.mode_reason
+    assert record["mode_reason"] == detector.mode_reason
+    assert detector.mode_reason.startswith("the good images differ in size (by up to 2")
+    assert "aligned" not in detector.mode_reason  # crops 64-96 px: no hint
     assert record["settings"]["mode"] == "auto" and record["settings"]["downscale"] == 1
     assert record["n_good_images"] == 14 and record["n_calibration_images"] == 20
     assert record["threshold"] == detector.threshold and record["pixel_threshold"] == detector.pixel_threshold
