@@ -8,6 +8,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,8 +115,34 @@ def test_forced_aligned_mode_resizes_other_sizes(synthetic):
     assert detector.mode == "aligned" and detector.image_shape == (SIDE, SIDE)
     assert detector.scales[0].positions.mean.shape[0] == len(detector.feature_names)
     bigger = np.kron(test_good[0], np.ones((2, 2)))
-    result = detector.score(bigger, with_map=True)
+    # Another size is resized to the training size, and a size far from it says so.
+    message = rf"the image is {2 * SIDE}x{2 * SIDE} pixels, 100% off the aligned detector's {SIDE}x{SIDE}: it was"
+    with pytest.warns(UserWarning, match=message):
+        result = detector.score(bigger, with_map=True)
     assert np.isfinite(result.score) and result.anomaly_map.shape == bigger.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a few pixels more, as a cut varies: no warning
+        detector.score(np.pad(test_good[0], ((0, 3), (0, 0)), mode="reflect"))
+
+
+def test_detect_warns_when_an_image_is_far_from_the_aligned_size(folders, tmp_path):
+    root, _ = folders
+    model = tmp_path / "aligned.npz"
+    learned = CliRunner().invoke(
+        cli,
+        ["learn-dict", str(root / "good"), "-o", str(model), "--calibration-images", str(root / "calib"),
+         "--mode", "aligned", "--polarity", "dark"],
+    )  # fmt: skip
+    assert learned.exit_code == 0, learned.output
+    wide = tmp_path / "wide.png"
+    _save(wide, np.kron(np.asarray(PILImage.open(root / "incoming" / "ok_0.png")) / 255.0, np.ones((1, 2))))
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["detect", str(wide), "--dict", str(model), "--report", str(report)])
+    assert result.exit_code in (0, 1), result.output  # scored (1: flagged as anomalous)
+    expected = f"Warning: {wide}: the image is {2 * SIDE}x{SIDE} pixels, 100% off the aligned detector's"
+    assert expected in result.output and "Traceback" not in result.output
+    record = json.loads(report.read_text())["records"][0]
+    assert record["status"] == "done" and "positions may not match" in record["warnings"][0]
 
 
 def test_calibrated_threshold_rules():

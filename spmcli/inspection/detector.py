@@ -54,6 +54,7 @@ References
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -68,12 +69,14 @@ from .density import (
 )
 from .detector_file import DETECTOR_VERSION, NoDetectorError, detector_extras, detector_fields
 from .features import (
+    NEAR_SIZE,
     ScaleFeatures,
     detector_planes,
     feature_names,
     grey_plane,
     minimum_side,
     scale_features,
+    size_difference,
     uses_colour,
     working_pyramid,
 )
@@ -275,6 +278,16 @@ class Detector:
     # -- scoring -------------------------------------------------------------------
     def _levels(self, pixels: np.ndarray) -> list[np.ndarray]:
         shape = tuple(self.image_shape) if self.mode == "aligned" else None
+        if shape is not None:
+            height, width = np.shape(pixels)[:2]
+            difference = size_difference((height, width), shape)
+            if difference > NEAR_SIZE:
+                warnings.warn(
+                    f"the image is {width}x{height} pixels, {100 * difference:.0f}% off the aligned detector's "
+                    f"{shape[1]}x{shape[0]}: it was resized to that, so its positions may not match the good images'",
+                    UserWarning,
+                    stacklevel=3,
+                )
         planes = detector_planes(pixels, shape, uses_colour(self.settings))  # type: ignore[arg-type]
         return working_pyramid(planes, self.settings, self.patch_size)
 

@@ -149,6 +149,16 @@ def expert_columns(settings: DetectorSettings) -> list[tuple[str, np.ndarray]]:
     return found
 
 
+# Sizes within this share of each other count as one size give or take the
+# cut (a part cut out by a fixture or a detector varies by a few pixels).
+NEAR_SIZE = 0.1
+
+
+def size_difference(shape: tuple[int, ...], reference: tuple[int, ...]) -> float:
+    """The larger relative difference of the two sides of ``shape`` from ``reference``'s."""
+    return max(abs(shape[axis] - reference[axis]) / reference[axis] for axis in (0, 1))
+
+
 def minimum_side(settings: DetectorSettings, patch_size: int) -> int:
     """Smallest image side (pixels) the detector can score (``settings.downscale`` resolved)."""
     return patch_size * (settings.downscale or 1) * 2 ** (settings.n_scales - 1)

@@ -24,6 +24,7 @@ from .density import ScaleModel, fit_expert, group_folds, leave_one_out_share, p
 from .detector import Detector, polarity_clip
 from .detector_file import DETECTOR_VERSION
 from .features import (
+    NEAR_SIZE,
     detector_planes,
     expert_columns,
     feature_names,
@@ -67,12 +68,6 @@ def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable 
         yield item
 
 
-# Good images whose sides all lie within this share of the median's get a
-# hint in the mode's reason: a part cut out by a fixture or a detector varies
-# by a few pixels, and whether it is aligned only the user can say.
-NEAR_SIZE = 0.1
-
-
 def _choose_mode(
     settings: DetectorSettings, shapes: list[tuple[int, ...]], features: list[list[np.ndarray]] | None
 ) -> tuple[str, str]:
@@ -84,9 +79,10 @@ def _choose_mode(
         difference = float(np.max(np.abs(sizes - median) / median))
         reason = f"the good images differ in size (by up to {100 * difference:.1f}%), so positions do not correspond"
         if difference <= NEAR_SIZE:
-            # Measured: KolektorSDD, heights within 2%, scores better aligned
-            # although the position explains about 1% of its feature variance,
-            # and texture crops within 3% of one size score worse (BENCHMARKS.md).
+            # Whether such images are aligned only the user can say. Measured:
+            # KolektorSDD, heights within 2.4%, scores better aligned although
+            # the position explains about 1% of its feature variance, and
+            # texture crops within 3% of one size score worse (BENCHMARKS.md).
             reason += "; if they show one part in one place, try the aligned mode"
         return "pooled", reason
     if len(shapes) < 3:
