@@ -64,9 +64,7 @@ from ..metrics import psnr, ssim
 from ..sparse.dictionary import Dictionary
 from ..sparse.patches import PatchGrid
 from .calibration import calibrated_threshold, image_score, split_calibration
-from .density import (
-    ScaleModel,
-)
+from .density import ScaleModel
 from .detector_file import DETECTOR_VERSION, NoDetectorError, detector_extras, detector_fields
 from .features import (
     NEAR_SIZE,
