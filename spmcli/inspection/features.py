@@ -166,10 +166,14 @@ def minimum_side(settings: DetectorSettings, patch_size: int) -> int:
 
 def grey_image(pixels: np.ndarray, image_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Grey values of an image, resized to ``image_shape`` when given and different."""
-    grey = to_grey(pixels)
-    if image_shape is not None and grey.shape != tuple(image_shape):
-        grey = resize(grey, image_shape, order=1, anti_aliasing=True, mode="edge")
-    return grey
+    return _to_shape(to_grey(pixels), image_shape)
+
+
+def _to_shape(plane: np.ndarray, image_shape: tuple[int, int] | None) -> np.ndarray:
+    """One plane resized to ``image_shape`` when given and different."""
+    if image_shape is None or plane.shape == tuple(image_shape):
+        return plane
+    return resize(plane, image_shape, order=1, anti_aliasing=True, mode="edge")
 
 
 def has_colour(pixels: np.ndarray) -> bool:
@@ -201,10 +205,8 @@ def detector_planes(pixels: np.ndarray, image_shape: tuple[int, int] | None = No
     if not has_colour(pixels):
         raise ValueError("the image is grey, but the detector was learned on colour images")
     channels = np.asarray(pixels, dtype=np.float64)[:, :, :3]
-    planes = np.concatenate([to_grey(channels)[None], channels.transpose(2, 0, 1)])
-    if image_shape is not None and planes.shape[1:] != tuple(image_shape):
-        planes = np.stack([resize(plane, image_shape, order=1, anti_aliasing=True, mode="edge") for plane in planes])
-    return planes
+    planes = [to_grey(channels), *channels.transpose(2, 0, 1)]
+    return np.stack([_to_shape(plane, image_shape) for plane in planes])
 
 
 def _reduce(image: np.ndarray, factor: int) -> np.ndarray:

@@ -31,6 +31,7 @@ from .features import (
     grey_plane,
     has_colour,
     scale_features,
+    size_difference,
     uses_colour,
     working_pyramid,
 )
@@ -74,9 +75,8 @@ def _choose_mode(
     if settings.mode != "auto":
         return settings.mode, f"{settings.mode} mode requested"
     if len(set(shapes)) > 1:
-        sizes = np.array([shape[:2] for shape in shapes], dtype=np.float64)
-        median = np.median(sizes, axis=0)
-        difference = float(np.max(np.abs(sizes - median) / median))
+        median = tuple(np.median(np.array([shape[:2] for shape in shapes], dtype=np.float64), axis=0))
+        difference = max(size_difference(shape, median) for shape in shapes)
         reason = f"the good images differ in size (by up to {100 * difference:.1f}%), so positions do not correspond"
         if difference <= NEAR_SIZE:
             # Whether such images are aligned only the user can say. Measured:
