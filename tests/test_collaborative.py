@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from spmcli.metrics import psnr
-from spmcli.restoration.block_matching import block_match, group_sizes, match_references
+from spmcli.restoration.block_matching import block_match, group_sizes, match_references, nearest_first
 from spmcli.restoration.collaborative import CollaborativeStep, collaborative_step
 from spmcli.restoration.collaborative_denoising import collaborative_denoise
 from spmcli.restoration.hard_thresholding import collaborative_hard_thresholding, hard_distance_threshold
@@ -46,6 +46,28 @@ def test_block_match_finds_exact_twins_first():
     # Scattered references give the same answer as the grid.
     scattered = match_references(features, np.array([8]), np.array([12]), 8, 8, 24)
     np.testing.assert_array_equal(scattered[0], rows)
+
+
+@pytest.mark.parametrize("n_candidates, k", [(1681, 32), (3600, 16), (40, 32), (32, 32), (7, 1)])
+def test_nearest_first_matches_a_full_sort(n_candidates, k):
+    rng = np.random.default_rng(n_candidates)
+    # Smooth rows with many ties (rounded values, exact zeros, rounding below 0),
+    # as distances on flat areas are.
+    distances = np.round(rng.gamma(2.0, 1.0, (64, n_candidates)), 1).astype(np.float32)
+    distances[:, ::5] = 0.0
+    distances[:3, 1::7] = -1e-6
+    references = rng.integers(0, n_candidates, 64)
+    expected_values = distances.copy()
+    expected_values[np.arange(64), references] = -1.0
+    expected_values = np.maximum(expected_values, 0.0)
+    # Reference first, then by distance, then by column.
+    order_key = np.where(np.arange(n_candidates) == references[:, None], -1.0, expected_values)
+    expected = np.lexsort((np.broadcast_to(np.arange(n_candidates), order_key.shape), order_key), axis=1)[:, :k]
+    columns, values = nearest_first(distances.copy(), k, references)
+    np.testing.assert_array_equal(columns, expected)
+    np.testing.assert_array_equal(columns[:, 0], references)
+    np.testing.assert_array_equal(values, np.take_along_axis(expected_values, expected, axis=1))
+    assert values.dtype == np.float32 and np.all(values >= 0)
 
 
 def test_group_sizes_are_powers_of_two_within_the_threshold():
