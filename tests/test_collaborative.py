@@ -8,10 +8,10 @@ import pytest
 from spmcli.metrics import psnr
 from spmcli.restoration.block_matching import block_match, group_sizes, match_references, nearest_first
 from spmcli.restoration.collaborative import CollaborativeStep, collaborative_step
-from spmcli.restoration.collaborative_denoising import collaborative_denoise
+from spmcli.restoration.collaborative_denoising import collaborative_denoise, wiener_passes
 from spmcli.restoration.hard_thresholding import collaborative_hard_thresholding, hard_distance_threshold
 from spmcli.restoration.patch_transforms import haar_matrix, learn_sparsifying_transform, patch_transform
-from spmcli.restoration.wiener import collaborative_wiener
+from spmcli.restoration.wiener import DISTANCE_THRESHOLD, collaborative_wiener, learned_transform
 
 
 def blocks_and_stripes(size: int = 96) -> np.ndarray:
@@ -22,6 +22,16 @@ def blocks_and_stripes(size: int = 96) -> np.ndarray:
     stripes = 0.5 + 0.25 * np.sin(2 * np.pi * (x + y) / 8)
     image[:, size // 2 :] = stripes[:, size // 2 :]
     return image
+
+
+def fine_detail(size: int) -> np.ndarray:
+    """Stripes of a 5-pixel period turning slowly across the image, beside
+    flat squares: detail finer than an 8x8 patch."""
+    y, x = np.mgrid[:size, :size].astype(float)
+    angle = np.pi * (0.1 + 0.6 * y / size)
+    stripes = 0.5 + 0.2 * np.sin(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / 5)
+    squares = np.where((y // 16 + x // 16) % 2 == 0, 0.35, 0.65)
+    return np.where(x < size // 3, squares, stripes)
 
 
 @pytest.fixture(scope="module")
@@ -138,15 +148,80 @@ def test_wiener_step_improves_on_its_pilot_and_the_learned_transform_helps(noisy
 
 @pytest.mark.parametrize("level", [0.05, 0.5])
 @pytest.mark.parametrize("noise_factor", [0.5, 1.0])
-def test_flat_areas_stay_unbiased(level, noise_factor):
+@pytest.mark.parametrize("patch_size", [8, (8, 6)])
+def test_flat_areas_stay_unbiased(level, noise_factor, patch_size):
     # A flat image: the output's mean is the noisy image's (the group mean
     # passes unshrunk), even near black, and the noise is removed.
     clean = np.full((64, 64), level)
     noisy = clean + np.random.default_rng(3).normal(0, 0.05, clean.shape)
     pilot = collaborative_hard_thresholding(noisy, 0.05)
-    filtered = collaborative_wiener(noisy, pilot, 0.05, noise_factor=noise_factor)
+    filtered = collaborative_wiener(noisy, pilot, 0.05, noise_factor=noise_factor, patch_size=patch_size)
     assert abs(filtered.mean() - noisy.mean()) < 0.001
     assert filtered.std() < 0.05 / 10
+
+
+def test_smaller_patches_join_the_wiener_step_at_low_noise():
+    assert wiener_passes(8, 32, 19, True) == ((8, 6), (32, 16), (19, 8))
+    assert wiener_passes(8, 32, 19, False) == ((8,), (32,), (19,))
+    assert wiener_passes(16, 16, 5, True) == ((16, 12), (16, 8), (5, 5))
+    clean = fine_detail(64)
+    for sigma, sizes in ((15 / 255, [8, 6]), (20 / 255, [8, 6]), (21 / 255, [8]), (0.1, [8])):
+        noisy = clean + np.random.default_rng(5).normal(0, sigma, clean.shape)
+        settings = collaborative_denoise(noisy, sigma).settings
+        assert settings["wiener_patch_sizes"] == sizes
+        assert settings["wiener_max_groups"] == [32, 16][: len(sizes)]
+        assert settings["wiener_search_radii"] == [19, 8][: len(sizes)]
+    assert collaborative_denoise(noisy, 0.1, small_patches=True).settings["wiener_patch_sizes"] == [8, 6]
+    assert collaborative_denoise(noisy, 0.05, small_patches=False).settings["wiener_patch_sizes"] == [8]
+
+
+def test_one_patch_size_in_a_sequence_is_the_single_size(noisy_case):
+    _, noisy, pilot = noisy_case
+    np.testing.assert_array_equal(
+        collaborative_wiener(noisy, pilot, 0.1),
+        collaborative_wiener(noisy, pilot, 0.1, patch_size=(8,), max_group=(32,), search_radius=[19]),
+    )
+
+
+def test_patch_sizes_are_aggregated_with_per_pixel_weights():
+    # Every filtered patch of both passes goes into one weighted average; a
+    # patch's weight (its group's) is scaled by its number of pixels.
+    clean = fine_detail(64)
+    sigma = 15 / 255
+    noisy = clean + np.random.default_rng(3).normal(0, sigma, clean.shape)
+    pilot = collaborative_hard_thresholding(noisy, sigma)
+    sums = []
+    for size, group, radius in ((8, 32, 19), (6, 16, 8)):
+        basis = learned_transform(pilot, size, sigma)
+        step = CollaborativeStep("wiener", size, group, radius, 3, DISTANCE_THRESHOLD, 0.5, "dct", basis)
+        numerator, denominator = collaborative_step(
+            noisy[:, :, None].astype(np.float32), sigma, pilot[:, :, None], step, return_sums=True
+        )
+        sums.append((numerator[:, :, 0] * size**2, denominator[:, :, 0] * size**2))
+    expected = (sums[0][0] + sums[1][0]) / (sums[0][1] + sums[1][1])
+    both = collaborative_wiener(noisy, pilot, sigma, patch_size=(8, 6), max_group=(32, 16), search_radius=(19, 8))
+    np.testing.assert_allclose(both, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="at least one"):
+        collaborative_wiener(noisy, pilot, sigma, patch_size=())
+    with pytest.raises(ValueError, match="2 values for 3 patch sizes"):
+        collaborative_wiener(noisy, pilot, sigma, patch_size=(8, 6, 4), max_group=(32, 16))
+    with pytest.raises(ValueError, match="smaller than"):
+        collaborative_wiener(noisy[:5, :5], pilot[:5, :5], sigma, patch_size=(4, 6))
+
+
+def test_smaller_patches_follow_fine_detail_at_low_noise():
+    # Stripes finer than an 8x8 patch can hold alike: at low noise, the 6x6
+    # pass aggregated with the 8x8 one rebuilds them better than 8x8 alone.
+    clean = fine_detail(128)
+    sigma = 15 / 255
+    gains = []
+    for seed in (0, 1):
+        noisy = clean + np.random.default_rng(seed).normal(0, sigma, clean.shape)
+        pilot = collaborative_hard_thresholding(noisy, sigma)
+        eight = collaborative_wiener(noisy, pilot, sigma)
+        both = collaborative_wiener(noisy, pilot, sigma, patch_size=(8, 6), max_group=(32, 16), search_radius=(19, 8))
+        gains.append(psnr(clean, both) - psnr(clean, eight))
+    assert np.mean(gains) > 0.01
 
 
 def test_collaborative_denoise_reports_its_settings_and_pilot(noisy_case):
@@ -213,10 +288,13 @@ def test_threads_over_several_blocks_give_the_same_sums():
     assert np.mean(np.abs(blocks[0] - whole)) < 5e-4
 
 
-def test_progress_counts_every_reference_once_with_threads(noisy_case):
-    _, noisy, _ = noisy_case
+@pytest.mark.parametrize("sigma", [0.1, 10 / 255])
+def test_progress_counts_every_reference_once_with_threads(noisy_case, sigma):
+    # At low noise the Wiener step's two patch sizes report as one stage.
+    clean = noisy_case[0]
+    noisy = clean + np.random.default_rng(7).normal(0, sigma, clean.shape)
     calls = []
-    collaborative_denoise(noisy, 0.1, n_threads=2, callback=lambda *call: calls.append(call))
+    collaborative_denoise(noisy, sigma, n_threads=2, callback=lambda *call: calls.append(call))
     for stage in ("hard thresholding", "wiener"):
         done = [call[1] for call in calls if call[0] == stage]
         total = {call[2] for call in calls if call[0] == stage}

@@ -2,10 +2,12 @@
 
 The distances from a tile of reference patches to every candidate patch of
 the tile's search window are one matrix product of patch vectors
-(``|r|^2 + |c|^2 - 2 r.c``); ``argpartition`` then keeps the nearest. On a
-256x256 image with a 39x39 window this takes about 0.1 s in numpy, where one
-pass over the image per displacement (running box sums of squared
-differences) took as long for an 11x11 window.
+(``|r|^2 + |c|^2 - 2 r.c``); :func:`nearest_first` then keeps the nearest,
+sorting only the few candidates under a bound taken from minima of runs of
+candidates. On a 512x512 image (39x39 window, a reference every 3 pixels)
+this takes about 0.5 s per step in numpy; ``argpartition`` over every
+candidate took 0.8 s more per step, and one pass over the image per displacement
+(running box sums of squared differences) took as long for an 11x11 window.
 """
 
 from __future__ import annotations

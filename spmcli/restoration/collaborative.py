@@ -145,7 +145,8 @@ def collaborative_step(
     n_threads: int = 1,
     callback: ProgressCallback | None = None,
     stage: str = "",
-) -> np.ndarray:
+    return_sums: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """One collaborative step on decorrelated planes.
 
     Parameters
@@ -168,11 +169,16 @@ def collaborative_step(
         lock in its array work). The result does not depend on it.
     callback : callable, optional
         ``callback(stage, refs_done, refs_total)`` after each chunk of groups.
+    return_sums : bool
+        Return the aggregation's weighted sum of patch estimates and its sum
+        of weights per pixel instead of their ratio (to aggregate several
+        steps together).
 
     Returns
     -------
     ndarray, shape (H, W, C), float32
-        The estimate. Groups are found on the first plane of ``pilot``
+        The estimate (or, with ``return_sums``, its numerator and
+        denominator). Groups are found on the first plane of ``pilot``
         (Wiener) or of ``noisy`` (hard thresholding).
     """
     if isinstance(n_threads, bool) or not isinstance(n_threads, int | np.integer) or n_threads < 1:
@@ -233,6 +239,8 @@ def collaborative_step(
     else:
         with ThreadPoolExecutor(min(n_threads, len(starts))) as pool:
             add(pool.map(filter_band, starts))  # in band order, whichever thread finished first
+    if return_sums:
+        return numerator, denominator
     return numerator / denominator
 
 

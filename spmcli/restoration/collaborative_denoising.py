@@ -39,7 +39,42 @@ from .collaborative import (
 from .hard_thresholding import DEFAULT_THRESHOLD, collaborative_hard_thresholding, hard_distance_threshold
 from .wiener import DEFAULT_NOISE_FACTOR, DISTANCE_THRESHOLD, collaborative_wiener
 
-__all__ = ["CollaborativeResult", "collaborative_denoise"]
+__all__ = ["SMALL_PATCH_SIGMA", "CollaborativeResult", "collaborative_denoise", "wiener_passes"]
+
+# Up to this noise sigma the Wiener step adds a pass of patches three quarters
+# of the size. Measured in process, mean PSNR gain of 8x8 + 6x6 over 8x8 alone
+# (both passes searching within 19 pixels, groups of up to 32):
+# Set12 +0.030 / +0.026 / +0.021 / -0.009 dB at sigma 15 / 20 / 25 / 50,
+# Set14 +0.026 / +0.022 / +0.018 / -0.005, six skimage.data crops outside
+# both +0.009 / -0.002 / -0.012 / -0.071: the bound is where the images
+# outside both sets stop gaining.
+SMALL_PATCH_SIGMA = 20 / 255
+
+
+def wiener_passes(
+    patch_size: int, max_group: int, search_radius: int, small_patches: bool
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The Wiener step's passes in :func:`collaborative_denoise`.
+
+    Returns
+    -------
+    patch_sizes, max_groups, search_radii : tuple of int
+        One value per pass. With ``small_patches``, a second pass of
+        patches three quarters of ``patch_size`` (6 for 8), whose groups hold
+        up to half as many patches and are searched within ``patch_size``
+        pixels: its matches lie close by, and on Set12, Set14 and the images
+        outside both at sigma 15 and 20 these choices move the mean PSNR by
+        0.002 dB or less against the first pass's groups and window, and
+        the pass takes 0.4 instead of 0.7 times the first pass's time.
+    """
+    smaller = patch_size * 3 // 4
+    if small_patches and smaller >= 2:
+        return (
+            (patch_size, smaller),
+            (max_group, max(1, max_group // 2)),
+            (search_radius, min(search_radius, patch_size)),
+        )
+    return (patch_size,), (max_group,), (search_radius,)
 
 
 @dataclass
@@ -72,6 +107,7 @@ def collaborative_denoise(
     max_group: int = DEFAULT_MAX_GROUP,
     threshold: float = DEFAULT_THRESHOLD,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
+    small_patches: bool | None = None,
     clipped: bool | None = None,
     n_threads: int = 1,
     callback: Callable[[str, int, int], None] | None = None,
@@ -99,6 +135,16 @@ def collaborative_denoise(
         First step: coefficients below ``threshold * noise_sigma`` are zeroed.
     noise_factor : float
         Second step: Wiener gain ``p**2 / (p**2 + noise_factor * sigma**2)``.
+    small_patches : bool, optional
+        Whether the second step adds a pass of patches three quarters of
+        ``patch_size`` (6 for 8), aggregated with the first pass's patches
+        (:func:`wiener_passes`, :func:`~spmcli.restoration.wiener.collaborative_wiener`).
+        By default, when ``noise_sigma`` is at most :data:`SMALL_PATCH_SIGMA`
+        (20/255): with little noise to average away, smaller patches follow
+        fine detail better. Measured in process (BENCHMARKS.md), at sigma
+        15: +0.03 dB on Set12, +0.02 on Set14 and +0.01 on images outside
+        both, for about 1.2 times the time; from sigma 25 the images outside
+        both lose, as BM3D's own profiles grow patches with the noise.
     clipped : bool, optional
         Whether the noisy image was clipped to 0..1 (as every 8- or 16-bit
         file is): if so, the estimate is mapped back through the mean of
@@ -144,8 +190,14 @@ def collaborative_denoise(
         "reference_stride": reference_stride,
     }
     parallel = {"n_threads": n_threads, "callback": callback}
+    if small_patches is None:
+        small_patches = noise_sigma <= SMALL_PATCH_SIGMA
+    passes = wiener_passes(patch_size, max_group, search_radius, small_patches)
     pilot = collaborative_hard_thresholding(noisy, noise_sigma, threshold=threshold, **parallel, **grouping)
-    image = collaborative_wiener(noisy, pilot, noise_sigma, noise_factor=noise_factor, **parallel, **grouping)
+    image = collaborative_wiener(
+        noisy, pilot, noise_sigma, patch_size=passes[0], max_group=passes[1], search_radius=passes[2],
+        reference_stride=reference_stride, noise_factor=noise_factor, **parallel,
+    )  # fmt: skip
     image, clipped = undo_clipping(image, noisy, noise_sigma, clipped)
     n_channels = 1 if noisy.ndim == 2 else noisy.shape[2]
     settings = {
@@ -154,6 +206,9 @@ def collaborative_denoise(
         "threshold": threshold,
         "hard_distance_threshold": hard_distance_threshold(noise_sigma, n_channels),
         "noise_factor": noise_factor,
+        "wiener_patch_sizes": list(passes[0]),
+        "wiener_max_groups": list(passes[1]),
+        "wiener_search_radii": list(passes[2]),
         "wiener_distance_threshold": DISTANCE_THRESHOLD * grouping_gain(n_channels),
         "clipped": clipped,
     }

@@ -28,11 +28,12 @@ References
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..sparse.patches import grid_axis
 from .collaborative import (
     DEFAULT_MAX_GROUP,
     DEFAULT_REFERENCE_STRIDE,
@@ -77,9 +78,9 @@ def collaborative_wiener(
     pilot: np.ndarray,
     noise_sigma: float,
     *,
-    patch_size: int = 8,
-    max_group: int = DEFAULT_MAX_GROUP,
-    search_radius: int = DEFAULT_SEARCH_RADIUS,
+    patch_size: int | Sequence[int] = 8,
+    max_group: int | Sequence[int] = DEFAULT_MAX_GROUP,
+    search_radius: int | Sequence[int] = DEFAULT_SEARCH_RADIUS,
     reference_stride: int = DEFAULT_REFERENCE_STRIDE,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
     distance_threshold: float | None = None,
@@ -99,13 +100,20 @@ def collaborative_wiener(
     noise_sigma : float
         Standard deviation of the white Gaussian noise, 0..1 scale (above 1
         is a ValueError).
-    patch_size : int
-        Side of the square patches.
-    max_group : int
+    patch_size : int or sequence of int
+        Side of the square patches. With several sides, groups of each size
+        are filtered (each side its own matching and transform) and all
+        their patches are aggregated together, each weighted by its group's
+        weight times its number of pixels, so that the weights compare
+        per-pixel variances across sizes: where the pilot shows detail finer
+        than the larger patches, the smaller ones are matched better.
+    max_group : int or sequence of int
         Most patches per group (a power of two): a group holds the largest
-        power of two of candidates within ``distance_threshold``.
-    search_radius : int
-        Candidates lie within about this many pixels of the reference.
+        power of two of candidates within ``distance_threshold``. One value
+        per patch size, or one for all.
+    search_radius : int or sequence of int
+        Candidates lie within about this many pixels of the reference. One
+        value per patch size, or one for all.
     reference_stride : int
         Step between reference patches (the last row and column are always
         references, so every pixel is covered).
@@ -148,26 +156,62 @@ def collaborative_wiener(
     >>> bool(np.mean((filtered - clean) ** 2) < 0.2 * np.mean((noisy - clean) ** 2))
     True
     """
-    noisy = check_denoise_inputs(noisy, noise_sigma, patch_size)
+    sizes = _per_pass(patch_size, None, "patch_size")
+    if not sizes:
+        raise ValueError("patch_size needs at least one side")
+    groups = _per_pass(max_group, len(sizes), "max_group")
+    radii = _per_pass(search_radius, len(sizes), "search_radius")
+    for size, group, radius in zip(sizes, groups, radii, strict=True):
+        noisy = check_denoise_inputs(noisy, noise_sigma, size)
+        check_group(group, radius, reference_stride, size)
     pilot = np.asarray(pilot, dtype=np.float64)
     if noisy.shape != pilot.shape:
         raise ValueError(f"noisy {noisy.shape} and pilot {pilot.shape} images differ in shape")
-    check_group(max_group, search_radius, reference_stride, patch_size)
     if not noise_factor > 0:
         raise ValueError(f"noise_factor must be positive, got {noise_factor}")
     if transform not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
-    pilot_planes = to_planes(pilot)
+    pilot_planes, noisy_planes = to_planes(pilot), to_planes(noisy)
     if distance_threshold is None:
         distance_threshold = DISTANCE_THRESHOLD * grouping_gain(pilot_planes.shape[2])
-    basis = learned_transform(pilot_planes[:, :, 0], patch_size, noise_sigma) if transform == "learned" else None
-    step = CollaborativeStep(
-        "wiener", patch_size, max_group, search_radius, reference_stride, distance_threshold, noise_factor, "dct",
-        basis,
-    )  # fmt: skip
-    estimate = collaborative_step(to_planes(noisy), noise_sigma, pilot_planes, step, n_threads=n_threads,
-                                  callback=callback, stage="wiener")  # fmt: skip
-    return from_planes(estimate, noisy.shape)
+    height, width = noisy.shape[:2]
+    counts = [grid_axis(height, size, reference_stride).size * grid_axis(width, size, reference_stride).size
+              for size in sizes]  # fmt: skip
+    numerator = denominator = None
+    for index, (size, group, radius) in enumerate(zip(sizes, groups, radii, strict=True)):
+        basis = learned_transform(pilot_planes[:, :, 0], size, noise_sigma) if transform == "learned" else None
+        step = CollaborativeStep(
+            "wiener", size, group, radius, reference_stride, distance_threshold, noise_factor, "dct", basis
+        )
+        sums = collaborative_step(noisy_planes, noise_sigma, pilot_planes, step, n_threads=n_threads,
+                                  callback=_offset(callback, sum(counts[:index]), sum(counts)), stage="wiener",
+                                  return_sums=True)  # fmt: skip
+        if len(sizes) == 1:
+            return from_planes(sums[0] / sums[1], noisy.shape)
+        pixels = np.float32(size * size)
+        if numerator is None:
+            numerator, denominator = sums[0] * pixels, sums[1] * pixels
+        else:
+            numerator += sums[0] * pixels
+            denominator += sums[1] * pixels
+    return from_planes(numerator / denominator, noisy.shape)
+
+
+def _per_pass(value: int | Sequence[int], n_passes: int | None, name: str) -> tuple[int, ...]:
+    """One value per patch size: a single value repeated, or a sequence of ``n_passes``."""
+    if isinstance(value, int | np.integer):
+        return (int(value),) * (n_passes or 1)
+    values = tuple(int(item) for item in value)
+    if n_passes is not None and len(values) != n_passes:
+        raise ValueError(f"{name} gives {len(values)} values for {n_passes} patch sizes")
+    return values
+
+
+def _offset(callback: Callable[[str, int, int], None] | None, offset: int, total: int) -> Callable | None:
+    """``callback`` for one of several passes reported as one stage of ``total`` references."""
+    if callback is None:
+        return None
+    return lambda stage, done, _: callback(stage, offset + done, total)
 
 
 def learned_transform(pilot: np.ndarray, patch_size: int, noise_sigma: float) -> np.ndarray:
