@@ -8,7 +8,10 @@ shared by the variants that change only the Wiener step. ``bm3d pilot`` runs
 spmcli's Wiener step on the ``bm3d`` package's own first-step estimate
 (``stage_arg=BM3DStages.HARD_THRESHOLDING``; needs the ``bench`` extra), to
 tell how much of a gap to bm3d lies in the pilot. ``wiener patches 8+6``
-averages the Wiener estimates with 8x8 and 6x6 patches on one pilot.
+averages the Wiener estimates with 8x8 and 6x6 patches on one pilot;
+``wiener 6x6 pass`` aggregates the patches of both in one average, as
+``collaborative_denoise`` does up to sigma 20. ``default`` is the 8x8 Wiener
+step alone (``collaborative_denoise`` above sigma 20).
 
 ``--sets`` also takes ``skimage``: six 192x192 (or 256x256) grey crops of
 ``skimage.data`` images (cameraman, astronaut, coffee, brick, text, moon),
@@ -68,6 +71,10 @@ VARIANTS: dict[str, tuple[dict, dict, dict]] = {
     "wiener patch 6": ({}, {"patch_size": 6}, {}),
     "wiener patch 7": ({}, {"patch_size": 7}, {}),
     "wiener patches 8+6": ({}, {}, {}),
+    # The second pass of collaborative_denoise up to sigma 20 (stop 26), and
+    # the same with the first pass's groups and window (stop 25).
+    "wiener 6x6 pass": ({}, {"patch_size": (8, 6), "max_group": (32, 16), "search_radius": (19, 8)}, {}),
+    "wiener 6x6 pass 32 within 19": ({}, {"patch_size": (8, 6)}, {}),
     "bm3d pilot": ({}, {}, {}),
 }
 
