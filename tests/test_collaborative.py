@@ -58,14 +58,21 @@ def test_block_match_finds_exact_twins_first():
     np.testing.assert_array_equal(scattered[0], rows)
 
 
-@pytest.mark.parametrize("n_candidates, k", [(1681, 32), (3600, 16), (40, 32), (32, 32), (7, 1)])
-def test_nearest_first_matches_a_full_sort(n_candidates, k):
+@pytest.mark.parametrize(
+    "n_candidates, k, ties",
+    [(1681, 32, "zeros"), (3600, 16, "zeros"), (1681, 32, "rounded"), (1681, 32, "none"), (40, 32, "zeros"),
+     (32, 32, "zeros"), (7, 1, "none")],
+)  # fmt: skip
+def test_nearest_first_matches_a_full_sort(n_candidates, k, ties):
     rng = np.random.default_rng(n_candidates)
-    # Smooth rows with many ties (rounded values, exact zeros, rounding below 0),
-    # as distances on flat areas are.
-    distances = np.round(rng.gamma(2.0, 1.0, (64, n_candidates)), 1).astype(np.float32)
-    distances[:, ::5] = 0.0
-    distances[:3, 1::7] = -1e-6
+    distances = rng.gamma(2.0, 1.0, (64, n_candidates)).astype(np.float32)
+    if ties != "none":
+        # Ties as on flat areas: rounded values, many exact zeros (identical
+        # patches), rounding below 0.
+        distances = np.round(distances, 1)
+    if ties == "zeros":
+        distances[:, ::5] = 0.0
+        distances[:3, 1::7] = -1e-6
     references = rng.integers(0, n_candidates, 64)
     expected_values = distances.copy()
     expected_values[np.arange(64), references] = -1.0

@@ -155,7 +155,8 @@ def nearest_first(distances: np.ndarray, k: int, reference_columns: np.ndarray) 
     Here the minima of ``2 k`` runs of candidates bound each row's k-th
     smallest distance from above (each minimum is a distinct entry), so only
     the few entries under the bound (about 2 k on natural images) are
-    gathered and sorted, by one key that packs row, distance and column.
+    gathered and sorted, by one key that packs row, distance and column;
+    where many entries tie at the bound, only the lowest columns of those.
     """
     n_rows, n_candidates = distances.shape
     # The reference comes first whatever rounding says about its zero distance.
@@ -166,6 +167,16 @@ def nearest_first(distances: np.ndarray, k: int, reference_columns: np.ndarray) 
     # At least 0: distances rounded below 0 tie with 0, broken by column.
     bound = np.maximum(np.partition(run_minima, k - 1, axis=1)[:, k - 1], 0.0)
     flat = np.flatnonzero(distances <= bound[:, None])
+    if flat.size > 4 * k * n_rows:
+        # Many ties at the bound (identical patches, as in flat or saturated
+        # areas): of those, only the lowest columns can be among the k.
+        np.maximum(distances, 0.0, out=distances)
+        distances[np.arange(n_rows), reference_columns] = -1.0
+        below = distances < bound[:, None]
+        at_bound = distances == bound[:, None]
+        room = k - np.count_nonzero(below, axis=1)
+        at_bound &= np.cumsum(at_bound, axis=1) <= room[:, None]
+        flat = np.flatnonzero(below | at_bound)
     row, column = np.divmod(flat, n_candidates)
     value = distances.ravel()[flat]
     np.maximum(value, 0.0, out=value)
