@@ -161,8 +161,9 @@ def collaborative_wiener(
         raise ValueError("patch_size needs at least one side")
     groups = _per_pass(max_group, len(sizes), "max_group")
     radii = _per_pass(search_radius, len(sizes), "search_radius")
+    # The largest side is the one the image must hold; one pass over its pixels.
+    noisy = check_denoise_inputs(noisy, noise_sigma, max(sizes))
     for size, group, radius in zip(sizes, groups, radii, strict=True):
-        noisy = check_denoise_inputs(noisy, noise_sigma, size)
         check_group(group, radius, reference_stride, size)
     pilot = np.asarray(pilot, dtype=np.float64)
     if noisy.shape != pilot.shape:
