@@ -24,7 +24,7 @@ from spmcli.inspection.detector import (
     _resize_linear,
 )
 from spmcli.inspection.features import line_responses
-from spmcli.inspection.fitting import _choose_mode, fit_detector
+from spmcli.inspection.fitting import _mode_candidates, _probe_margin, fit_detector
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
 from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
@@ -93,18 +93,21 @@ def fitted(textures):
     return fit_detector(textures["good"], textures["calibration"], seed=0)
 
 
-def test_nearly_equal_sizes_get_a_hint_towards_the_aligned_mode():
-    # A part cut out by a fixture varies by a few pixels; only the user knows
-    # whether it sits in one place, so auto stays pooled and says what to try.
-    shapes = [(1250, 500), (1235, 500), (1285, 500), (1260, 500)]
-    mode, reason = _choose_mode(DetectorSettings(), shapes, None)
-    assert mode == "pooled"
-    assert reason == (
-        "the good images differ in size (by up to 2.4%), so positions do not correspond; "
-        "if they show one part in one place, try the aligned mode"
+def test_which_modes_are_compared_on_probe_defects():
+    # A part cut out by a fixture varies by a few pixels: sizes within 10% of
+    # the median's are compared in both modes, as one size is.
+    near = [(1250, 500), (1235, 500), (1285, 500), (1260, 500)]
+    assert _mode_candidates(DetectorSettings(), near) == (("pooled", "aligned"), "")
+    assert _mode_candidates(DetectorSettings(), [(300, 300)] * 3) == (("pooled", "aligned"), "")
+    modes, reason = _mode_candidates(DetectorSettings(), [(300, 300), (300, 340), (300, 300)])
+    assert modes == ("pooled",)
+    assert reason == "the good images differ in size (by up to 13.3%), so positions do not correspond"
+    assert _mode_candidates(DetectorSettings(), [(300, 300)] * 2) == (
+        ("pooled",),
+        "too few good images to compare positions (fewer than 3)",
     )
-    mode, reason = _choose_mode(DetectorSettings(mode="aligned"), shapes, None)
-    assert (mode, reason) == ("aligned", "aligned mode requested")
+    assert _mode_candidates(DetectorSettings(mode="aligned"), near) == (("aligned",), "aligned mode requested")
+    assert _mode_candidates(DetectorSettings(mode="pooled"), near) == (("pooled",), "pooled mode requested")
 
 
 def test_learns_from_different_sizes_and_records_the_mode(fitted, textures):
@@ -113,7 +116,7 @@ def test_learns_from_different_sizes_and_records_the_mode(fitted, textures):
     assert detector.mode == record["mode"] == "pooled"
     assert record["mode_reason"] == detector.mode_reason
     assert detector.mode_reason.startswith("the good images differ in size (by up to 2")
-    assert "aligned" not in detector.mode_reason  # crops 64-96 px: no hint
+    assert record["mode_self_test"] is None  # crops 64-96 px: only pooled is a candidate
     assert record["settings"]["mode"] == "auto" and record["settings"]["downscale"] == 1
     assert record["n_good_images"] == 14 and record["n_calibration_images"] == 20
     assert record["threshold"] == detector.threshold and record["pixel_threshold"] == detector.pixel_threshold
@@ -301,8 +304,9 @@ def test_colour_images_get_colour_features_and_a_tint_is_found(colour_textures):
         detector.score(to_grey(original))
 
 
-def test_auto_mode_chooses_aligned_for_a_fixed_layout():
-    rng = np.random.default_rng(3)
+def fixed_layout_cells(seed: int):
+    """Cells of one layout (a dark busbar, a bright centre) with grain: a new cell per call."""
+    rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:96, 0:96].astype(float)
     layout = 0.55 + 0.1 * np.exp(-((x - 48) ** 2 + (y - 48) ** 2) / 2000)
     layout[44:48, :] = 0.25  # a dark busbar at a fixed place
@@ -310,9 +314,34 @@ def test_auto_mode_chooses_aligned_for_a_fixed_layout():
     def cell() -> np.ndarray:
         return np.clip(layout + 0.015 * rng.standard_normal(layout.shape), 0, 1)
 
+    return cell
+
+
+def test_probe_margin_is_the_mean_log_ratio_to_the_calibrated_threshold():
+    clean = np.linspace(1.0, 2.0, 20)
+    probed = np.array([2.0, 8.0])
+    threshold = np.quantile(clean, 0.95)
+    assert _probe_margin(clean, probed, 0.95) == pytest.approx(np.mean(np.log(probed / threshold)))
+    # Fewer than 20 clean scores: the threshold a normal fit gives, as calibration does.
+    few = clean[:5]
+    normal = few.mean() + 1.6448536269514722 * few.std(ddof=1)
+    assert _probe_margin(few, probed, 0.95) == pytest.approx(np.mean(np.log(probed / normal)))
+    # Scores of exactly 0 (a bank holding the very images) stay finite.
+    assert np.isfinite(_probe_margin(np.zeros(5), np.array([0.0, 1.0]), 0.95))
+
+
+def test_auto_mode_chooses_aligned_for_a_fixed_layout():
+    cell = fixed_layout_cells(3)
     dictionary, detector = fit_detector([cell() for _ in range(12)], [cell() for _ in range(20)], seed=0)
     assert detector.mode == "aligned" and dictionary.metadata["detector"]["mode"] == "aligned"
-    assert "position explains" in detector.mode_reason
+    # The mode was chosen by the probe defects: aligned puts them further above its threshold.
+    self_test = dictionary.metadata["detector"]["mode_self_test"]
+    ratios = self_test["probe_over_threshold"]
+    assert self_test["n_images"] == 20 and ratios["aligned"] > ratios["pooled"] > 0
+    assert detector.mode_reason.startswith("probe defects drawn on 20 calibration images score ")
+    assert f"{ratios['aligned']:.2f}x the threshold aligned against {ratios['pooled']:.2f}x pooled" in (
+        detector.mode_reason
+    )
     cracked = cell()
     for i in range(12, 40):
         cracked[i + 50, i + 10] -= 0.15
@@ -397,6 +426,20 @@ def test_same_model_from_a_process_pool(textures):
     for name, value in serial.extras.items():
         assert np.array_equal(value, pooled.extras[name]), name
     assert np.array_equal(serial.atoms, pooled.atoms)
+
+
+@pytest.mark.filterwarnings("ignore:only 6 calibration images")
+def test_same_mode_choice_from_a_process_pool():
+    cell = fixed_layout_cells(5)
+    good, calibration = [cell() for _ in range(8)], [cell() for _ in range(6)]
+    serial, serial_detector = fit_detector(good, calibration, seed=2)
+    with ProcessPoolExecutor(2) as pool:
+        pooled, pooled_detector = fit_detector(good, calibration, seed=2, map_function=pool.map)
+    assert serial.metadata["detector"]["mode_self_test"] == pooled.metadata["detector"]["mode_self_test"]
+    assert serial_detector.mode_reason == pooled_detector.mode_reason
+    assert serial_detector.mode == pooled_detector.mode
+    assert np.array_equal(serial_detector.calibration_scores, pooled_detector.calibration_scores)
+    assert serial.metadata["detector"]["mode_self_test"]["n_images"] == 6
 
 
 def test_overlay_outlines_without_painting_the_defect(fitted, textures):

@@ -65,8 +65,8 @@ def detector_options(function: Callable) -> Callable:
             show_default=True,
             help="pooled: one model of good patches for every position (textures, unaligned parts, any size); "
             "aligned: compare each position with the good images' same position (cells, labels framed alike); "
-            "auto: aligned when the good images share one size and the position explains at least 25% of "
-            "their feature variance on held-out images.",
+            "auto: when the good images share one size (within 10%), fit both and keep the one that puts "
+            "probe defects drawn on calibration images further above its threshold; else pooled.",
         ),
         click.option(
             "--polarity",

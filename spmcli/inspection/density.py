@@ -55,7 +55,6 @@ __all__ = [
     "ScaleModel",
     "fit_expert",
     "group_folds",
-    "leave_one_out_share",
     "position_model",
     "robust_location_spread",
     "search_eps",
@@ -172,30 +171,6 @@ def position_model(stack: np.ndarray) -> tuple[PositionModel, np.ndarray]:
     # changes and is kept (the shrinkage dominates it anyway).
     loo_mean = (n_images * mean[None] - stack) / (n_images - 1)
     return model, (stack - loo_mean) / model.spread[None]
-
-
-def leave_one_out_share(stack: np.ndarray) -> float:
-    """Share of the variance of held-out images' features that the position explains.
-
-    For each image in turn, its standardised features are predicted by the
-    other images' mean at the same position, and by their mean over all
-    positions; the share is ``1 - error(position) / error(pooled)``, summed
-    over images, positions and features. Near 0 (or below) for textures
-    photographed at random places; high for aligned parts, whose layout
-    (busbars, edges, print) sits at fixed positions.
-    """
-    n_images = stack.shape[0]
-    if n_images < 3:
-        return 0.0
-    position_mean = stack.mean(axis=0)
-    loo_position = (n_images * position_mean[None] - stack) / (n_images - 1)
-    image_means = stack.mean(axis=(2, 3), keepdims=True)
-    loo_pooled = (n_images * image_means.mean(axis=0, keepdims=True) - image_means) / (n_images - 1)
-    position_error = float(((stack - loo_position) ** 2).sum())
-    pooled_error = float(((stack - loo_pooled) ** 2).sum())
-    if pooled_error <= 0:
-        return 0.0
-    return 1.0 - position_error / pooled_error
 
 
 def group_folds(n_images: int, seed: int, n_folds: int = 3) -> np.ndarray:

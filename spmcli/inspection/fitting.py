@@ -20,7 +20,7 @@ import numpy as np
 from ..sparse.dictionary import Dictionary
 from ..sparse.learning import learn_dictionary
 from .calibration import calibrated_threshold, check_calibration_count
-from .density import ScaleModel, fit_expert, group_folds, leave_one_out_share, position_model, robust_location_spread
+from .density import ScaleModel, fit_expert, group_folds, position_model, robust_location_spread
 from .detector import Detector, polarity_clip
 from .detector_file import DETECTOR_VERSION
 from .features import (
@@ -35,11 +35,14 @@ from .features import (
     uses_colour,
     working_pyramid,
 )
+from .probe_defects import PROBE_KINDS, draw_probe_defect
 from .settings import DetectorSettings
 
 __all__ = ["calibration_score", "fit_detector", "fit_scale_models", "image_features", "image_levels"]
 
 MapFunction = Callable[..., Iterable[Any]]
+# Calibration images the mode self-test draws probe defects on (at most).
+SELF_TEST_IMAGES = 20
 
 
 def image_levels(
@@ -69,38 +72,58 @@ def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable 
         yield item
 
 
-def _choose_mode(
-    settings: DetectorSettings, shapes: list[tuple[int, ...]], features: list[list[np.ndarray]] | None
-) -> tuple[str, str]:
+def _mode_candidates(settings: DetectorSettings, shapes: list[tuple[int, ...]]) -> tuple[tuple[str, ...], str]:
+    """The modes worth comparing on probe defects, or the one mode and why."""
     if settings.mode != "auto":
-        return settings.mode, f"{settings.mode} mode requested"
+        return (settings.mode,), f"{settings.mode} mode requested"
     if len(set(shapes)) > 1:
         median = tuple(np.median(np.array([shape[:2] for shape in shapes], dtype=np.float64), axis=0))
         difference = max(size_difference(shape, median) for shape in shapes)
-        reason = f"the good images differ in size (by up to {100 * difference:.1f}%), so positions do not correspond"
-        if difference <= NEAR_SIZE:
-            # Whether such images are aligned only the user can say. Measured:
-            # KolektorSDD, heights within 2.4%, scores better aligned although
-            # the position explains about 1% of its feature variance, and
-            # texture crops within 3% of one size score worse (BENCHMARKS.md).
-            reason += "; if they show one part in one place, try the aligned mode"
-        return "pooled", reason
+        if difference > NEAR_SIZE:
+            return ("pooled",), (
+                f"the good images differ in size (by up to {100 * difference:.1f}%), so positions do not correspond"
+            )
     if len(shapes) < 3:
-        return "pooled", "too few good images to compare positions (fewer than 3)"
-    assert features is not None
-    shares = []
-    for scale in range(len(features[0])):
-        stack = np.stack([per_image[scale] for per_image in features])
-        flat = stack.transpose(1, 0, 2, 3).reshape(stack.shape[1], -1).T
-        location, spread = robust_location_spread(flat)
-        shares.append(leave_one_out_share((stack - location[None, :, None, None]) / spread[None, :, None, None]))
-    share = float(np.mean(shares))
-    verdict = ">=" if share >= settings.aligned_min_share else "<"
-    mode = "aligned" if share >= settings.aligned_min_share else "pooled"
-    return mode, (
-        f"the position explains {100 * share:.0f}% of the feature variance of held-out good images "
-        f"({verdict} {100 * settings.aligned_min_share:.0f}%)"
-    )
+        return ("pooled",), "too few good images to compare positions (fewer than 3)"
+    return ("pooled", "aligned"), ""
+
+
+def self_test_scores(detectors: Sequence[Detector], pixels: np.ndarray, index: int, seed: int) -> np.ndarray:
+    """Scores of one calibration image under each candidate detector, clean and
+    with a probe defect drawn on it (the per-image stage of the mode self-test).
+
+    Returns an array ``(3, n_detectors)``: the clean image's score and map
+    maximum, and the probed image's score. Detectors that see the image at
+    the same size share its features (they share atoms and settings).
+    """
+    rng = np.random.default_rng([seed, index])
+    scale = detectors[0].settings.downscale or 1
+    probed = draw_probe_defect(pixels, PROBE_KINDS[index % len(PROBE_KINDS)], rng, scale)
+    original_shape = tuple(np.shape(pixels)[:2])
+    out = np.empty((3, len(detectors)))
+    for row, image in ((0, pixels), (2, probed)):
+        cache: dict[tuple[int, ...] | None, list] = {}
+        for column, detector in enumerate(detectors):
+            resized = detector.mode == "aligned" and tuple(detector.image_shape) != original_shape
+            key = tuple(detector.image_shape) if resized else None
+            if key not in cache:
+                cache[key] = detector.image_features(image)
+            result = detector.score_features(cache[key], original_shape)  # type: ignore[arg-type]
+            out[row, column] = result.score
+            if row == 0:
+                out[1, column] = result.peak
+    return out
+
+
+def _probe_margin(clean: np.ndarray, probed: np.ndarray, quantile: float) -> float:
+    """Mean log ratio of the probed images' scores to the threshold the clean
+    images' scores would calibrate (:func:`calibrated_threshold`): how far above
+    its own threshold a mode puts the probe defects. Unlike an AUROC it does
+    not saturate when both modes find every probe."""
+    # Scores of exactly 0 (images the bank holds) are floored so the log is finite.
+    floor = 1e-12
+    threshold = max(calibrated_threshold(clean, quantile)[0], floor)
+    return float(np.mean(np.log(np.maximum(probed, floor))) - np.log(threshold))
 
 
 def fit_scale_models(
@@ -217,11 +240,13 @@ def fit_detector(
             settings = settings.without_colour()
         except ValueError:
             raise ValueError("the colour features need colour images, and some good images are grey") from None
-    forced_aligned = settings.mode == "aligned"
-    image_shape = shapes[0] if forced_aligned else None
+    candidates, reason = _mode_candidates(settings, shapes)
+    # An aligned detector resizes every image to the first good image's size.
+    aligned_shape = shapes[0]
+    first_shape = aligned_shape if candidates == ("aligned",) else None
     levels = list(
         _reporting(
-            map_function(image_levels, good_images, repeat(settings), repeat(patch_size), repeat(image_shape)),
+            map_function(image_levels, good_images, repeat(settings), repeat(patch_size), repeat(first_shape)),
             "prepare",
             len(good_images),
             callback,
@@ -249,31 +274,89 @@ def fit_detector(
         )
     )
     del levels
-    mode, reason = _choose_mode(settings, shapes, features)
-    if mode == "aligned" and image_shape is None:
-        image_shape = shapes[0]
-    names = feature_names(settings.features)
-    scales = fit_scale_models(
-        [[image[scale] for image in features] for scale in range(settings.n_scales)], mode, settings, seed
-    )
+    detectors = []
+    for mode in candidates:
+        mode_features = features
+        if mode == "aligned" and first_shape is None and len(set(shapes)) > 1:
+            # Nearly one size: the aligned candidate sees the good images resized.
+            resized = map_function(
+                image_levels, good_images, repeat(settings), repeat(patch_size), repeat(aligned_shape)
+            )
+            mode_features = list(
+                _reporting(
+                    map_function(
+                        image_features, resized, repeat(dictionary.atoms), repeat(patch_size), repeat(settings)
+                    ),
+                    "features",
+                    len(good_images),
+                    callback,
+                )
+            )
+        scales = fit_scale_models(
+            [[image[scale] for image in mode_features] for scale in range(settings.n_scales)], mode, settings, seed
+        )
+        detectors.append(
+            Detector(
+                atoms=dictionary.atoms,
+                patch_size=patch_size,
+                settings=settings,
+                mode=mode,
+                mode_reason=reason,
+                scales=scales,
+                image_shape=aligned_shape if mode == "aligned" else (0, 0),  # type: ignore[arg-type]
+            )
+        )
     del features
-    detector = Detector(
-        atoms=dictionary.atoms,
-        patch_size=patch_size,
-        settings=settings,
-        mode=mode,
-        mode_reason=reason,
-        scales=scales,
-        image_shape=tuple(image_shape) if image_shape is not None else (0, 0),  # type: ignore[arg-type]
-    )
-    scores_and_peaks = list(
+    known: list[tuple[float, float]] = []
+    self_test = None
+    if len(detectors) > 1:
+        n_probes = min(SELF_TEST_IMAGES, len(calibration_images))
+        tested = np.stack(
+            list(
+                _reporting(
+                    map_function(
+                        self_test_scores,
+                        repeat(detectors),
+                        calibration_images[:n_probes],
+                        range(n_probes),
+                        repeat(seed),
+                    ),
+                    "choose mode",
+                    n_probes,
+                    callback,
+                )
+            )
+        )
+        margins = [
+            _probe_margin(tested[:, 0, column], tested[:, 2, column], settings.threshold_quantile)
+            for column in range(len(detectors))
+        ]
+        chosen = int(np.argmax(margins))
+        ratios = {detector.mode: float(np.exp(margin)) for detector, margin in zip(detectors, margins, strict=True)}
+        others = " against ".join(f"{ratios[mode]:.2f}x {mode}" for mode in candidates if mode != candidates[chosen])
+        reason = (
+            f"probe defects drawn on {n_probes} calibration images score {ratios[candidates[chosen]]:.2f}x "
+            f"the threshold {candidates[chosen]} against {others} (geometric mean)"
+        )
+        self_test = {
+            "n_images": n_probes,
+            "probe_over_threshold": {mode: round(ratios[mode], 4) for mode in candidates},
+        }
+        known = [(float(score), float(peak)) for score, peak in tested[:, :2, chosen]]
+        detector = detectors[chosen]
+        detector.mode_reason = reason
+    else:
+        detector = detectors[0]
+    mode = detector.mode
+    scores_and_peaks = known + list(
         _reporting(
-            map_function(calibration_score, repeat(detector), calibration_images),
+            map_function(calibration_score, repeat(detector), calibration_images[len(known) :]),
             "calibrate",
-            len(calibration_images),
+            len(calibration_images) - len(known),
             callback,
         )
     )
+    names = feature_names(settings.features)
     detector.calibration_scores = np.array([score for score, _ in scores_and_peaks], dtype=np.float64)
     detector.calibration_peaks = np.array([peak for _, peak in scores_and_peaks], dtype=np.float64)
     detector.threshold, detector.threshold_method = calibrated_threshold(
@@ -285,14 +368,15 @@ def fit_detector(
         "format": DETECTOR_VERSION,
         "mode": mode,
         "mode_reason": reason,
+        "mode_self_test": self_test,
         "settings": settings.to_record(),
         "requested_settings": requested.to_record(),
         "features": list(names),
         "n_good_images": len(good_images),
         "n_calibration_images": len(calibration_images),
-        "experts": [expert.name for expert in scales[0].experts],
-        "bank_sizes": [[int(expert.bank.shape[0]) for expert in model.experts] for model in scales],
-        "expert_normalisers": [[round(expert.normaliser, 4) for expert in model.experts] for model in scales],
+        "experts": [expert.name for expert in detector.scales[0].experts],
+        "bank_sizes": [[int(expert.bank.shape[0]) for expert in model.experts] for model in detector.scales],
+        "expert_normalisers": [[round(expert.normaliser, 4) for expert in model.experts] for model in detector.scales],
         "threshold": detector.threshold,
         "pixel_threshold": detector.pixel_threshold,
         "threshold_method": detector.threshold_method,

@@ -69,9 +69,14 @@ class DetectorSettings:
         unaligned parts, images of any size). ``"aligned"``: each feature is
         first compared with the good images at the same position (parts framed
         alike: cells, labels); other sizes are resized to the training size.
-        ``"auto"`` (default): aligned when the good images all have one size
-        and the position explains at least ``aligned_min_share`` of their
-        features' variance on held-out images (leave-one-out), else pooled.
+        ``"auto"`` (default): when the good images have one size, or sides
+        within 10% of the median's (a part cut out by a fixture varies by a
+        few pixels), both modes are fitted and probe defects are drawn on up
+        to 20 calibration images
+        (:mod:`spmcli.inspection.probe_defects`); the mode that puts them
+        further above its own threshold (geometric mean of their scores over
+        the calibration images' ``threshold_quantile``) is kept. Good images
+        of other sizes, or fewer than 3, are pooled.
     downscale : int or None
         Integer factor by which images are first reduced (area average).
         ``None`` (default): chosen when learning, the largest power of two
@@ -136,9 +141,6 @@ class DetectorSettings:
         good descriptors.
     bank_size : int
         At most this many good descriptors per scale are kept (seeded thinning).
-    aligned_min_share : float
-        Share of held-out feature variance the position must explain for
-        ``mode="auto"`` to choose aligned.
     score_power : float
         The image score is the power mean of the anomaly map with this
         exponent (:func:`spmcli.inspection.calibration.image_score`);
@@ -167,7 +169,6 @@ class DetectorSettings:
     n_neighbours: int = 1
     bank_size: int = 20000
     bank_rare_share: float = 0.5
-    aligned_min_share: float = 0.25
     score_power: float = 8.0
     threshold_quantile: float = 0.95
 
@@ -195,8 +196,6 @@ class DetectorSettings:
         self.features = tuple(name for name in FEATURE_GROUPS if name in self.features)
         if not 0 < self.threshold_quantile <= 1:
             raise ValueError(f"threshold_quantile must be in (0, 1], got {self.threshold_quantile}")
-        if not 0 <= self.aligned_min_share <= 1:
-            raise ValueError(f"aligned_min_share must be in [0, 1], got {self.aligned_min_share}")
         self.experts = tuple(self.experts)
         self.one_sided_experts = tuple(self.one_sided_experts)
         for name in ("experts", "one_sided_experts"):
