@@ -126,6 +126,49 @@ def _probe_margin(clean: np.ndarray, probed: np.ndarray, quantile: float) -> flo
     return float(np.mean(np.log(np.maximum(probed, floor))) - np.log(threshold))
 
 
+def _good_features(
+    levels: Iterable[list[np.ndarray]],
+    count: int,
+    atoms: np.ndarray,
+    patch_size: int,
+    settings: DetectorSettings,
+    map_function: MapFunction,
+    callback: Callable | None,
+) -> list[list[np.ndarray]]:
+    mapped = map_function(image_features, levels, repeat(atoms), repeat(patch_size), repeat(settings))
+    return list(_reporting(mapped, "features", count, callback))
+
+
+def _choose_by_probes(
+    detectors: list[Detector],
+    calibration_images: Sequence[np.ndarray],
+    seed: int,
+    quantile: float,
+    map_function: MapFunction,
+    callback: Callable | None,
+) -> tuple[int, str, dict[str, Any], list[tuple[float, float]]]:
+    """The candidate that puts probe defects furthest above its own threshold:
+    its index, the reason, the self-test's record, and the clean images'
+    (score, peak) under it (they are the first calibration scores)."""
+    n_probes = min(SELF_TEST_IMAGES, len(calibration_images))
+    mapped = map_function(
+        self_test_scores, repeat(detectors), calibration_images[:n_probes], range(n_probes), repeat(seed)
+    )
+    tested = np.stack(list(_reporting(mapped, "choose mode", n_probes, callback)))
+    margins = [_probe_margin(tested[:, 0, column], tested[:, 2, column], quantile) for column in range(len(detectors))]
+    chosen = int(np.argmax(margins))
+    ratios = {detector.mode: float(np.exp(margin)) for detector, margin in zip(detectors, margins, strict=True)}
+    best = detectors[chosen].mode
+    others = " against ".join(f"{ratio:.2f}x {mode}" for mode, ratio in ratios.items() if mode != best)
+    reason = (
+        f"probe defects drawn on {n_probes} calibration images score {ratios[best]:.2f}x "
+        f"the threshold {best} against {others} (geometric mean)"
+    )
+    record = {"n_images": n_probes, "probe_over_threshold": {mode: round(ratio, 4) for mode, ratio in ratios.items()}}
+    known = [(float(score), float(peak)) for score, peak in tested[:, :2, chosen]]
+    return chosen, reason, record, known
+
+
 def fit_scale_models(
     per_scale: list[list[np.ndarray]], mode: str, settings: DetectorSettings, seed: int
 ) -> list[ScaleModel]:
@@ -205,8 +248,10 @@ def fit_detector(
         Seeds patch sampling, K-SVD and the thinning of the memory bank.
     callback : callable, optional
         ``callback(stage, done, total)`` with stage ``"prepare"`` and
-        ``"features"`` (good images), ``"learn"`` (K-SVD iterations) and
-        ``"calibrate"`` (calibration images).
+        ``"features"`` (good images), ``"learn"`` (K-SVD iterations),
+        ``"choose mode"`` (the calibration images probe defects are drawn on,
+        when ``auto`` compares both modes) and ``"calibrate"`` (the other
+        calibration images).
     map_function : callable
         Runs the per-image stages; the builtin :func:`map` (default) or any
         function of the same signature, such as
@@ -218,7 +263,10 @@ def fit_detector(
     -------
     dictionary : Dictionary
         With the detector's state in ``extras`` and a ``detector`` record in
-        ``metadata`` (mode, why, settings, counts, thresholds).
+        ``metadata`` (mode, why, settings, counts, thresholds; with
+        ``mode_self_test`` the number of probed images and each mode's
+        geometric mean of probed score over threshold, or None when only one
+        mode was a candidate).
     detector : Detector
 
     Raises
@@ -265,14 +313,7 @@ def fit_detector(
         seed=seed,
         callback=None if callback is None else (lambda iteration, total, rmse: callback("learn", iteration, total)),
     )
-    features = list(
-        _reporting(
-            map_function(image_features, levels, repeat(dictionary.atoms), repeat(patch_size), repeat(settings)),
-            "features",
-            len(levels),
-            callback,
-        )
-    )
+    features = _good_features(levels, len(levels), dictionary.atoms, patch_size, settings, map_function, callback)
     del levels
     detectors = []
     for mode in candidates:
@@ -282,15 +323,8 @@ def fit_detector(
             resized = map_function(
                 image_levels, good_images, repeat(settings), repeat(patch_size), repeat(aligned_shape)
             )
-            mode_features = list(
-                _reporting(
-                    map_function(
-                        image_features, resized, repeat(dictionary.atoms), repeat(patch_size), repeat(settings)
-                    ),
-                    "features",
-                    len(good_images),
-                    callback,
-                )
+            mode_features = _good_features(
+                resized, len(good_images), dictionary.atoms, patch_size, settings, map_function, callback
             )
         scales = fit_scale_models(
             [[image[scale] for image in mode_features] for scale in range(settings.n_scales)], mode, settings, seed
@@ -309,44 +343,13 @@ def fit_detector(
     del features
     known: list[tuple[float, float]] = []
     self_test = None
+    detector = detectors[0]
     if len(detectors) > 1:
-        n_probes = min(SELF_TEST_IMAGES, len(calibration_images))
-        tested = np.stack(
-            list(
-                _reporting(
-                    map_function(
-                        self_test_scores,
-                        repeat(detectors),
-                        calibration_images[:n_probes],
-                        range(n_probes),
-                        repeat(seed),
-                    ),
-                    "choose mode",
-                    n_probes,
-                    callback,
-                )
-            )
+        chosen, reason, self_test, known = _choose_by_probes(
+            detectors, calibration_images, seed, settings.threshold_quantile, map_function, callback
         )
-        margins = [
-            _probe_margin(tested[:, 0, column], tested[:, 2, column], settings.threshold_quantile)
-            for column in range(len(detectors))
-        ]
-        chosen = int(np.argmax(margins))
-        ratios = {detector.mode: float(np.exp(margin)) for detector, margin in zip(detectors, margins, strict=True)}
-        others = " against ".join(f"{ratios[mode]:.2f}x {mode}" for mode in candidates if mode != candidates[chosen])
-        reason = (
-            f"probe defects drawn on {n_probes} calibration images score {ratios[candidates[chosen]]:.2f}x "
-            f"the threshold {candidates[chosen]} against {others} (geometric mean)"
-        )
-        self_test = {
-            "n_images": n_probes,
-            "probe_over_threshold": {mode: round(ratios[mode], 4) for mode in candidates},
-        }
-        known = [(float(score), float(peak)) for score, peak in tested[:, :2, chosen]]
         detector = detectors[chosen]
         detector.mode_reason = reason
-    else:
-        detector = detectors[0]
     mode = detector.mode
     scores_and_peaks = known + list(
         _reporting(
