@@ -18,6 +18,7 @@ from PIL import Image
 
 from spmcli import batch
 from spmcli.commands import _batch as cli_batch
+from spmcli.sparse.dictionary import load_dictionary
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -400,3 +401,23 @@ def test_engine_map_gives_results_in_order_and_raises_the_first_failure():
     assert engine_map(pow, [2, 3, 4], [2, 2, 2]) == [4, 9, 16]
     with pytest.raises(ValueError, match="item 1"):
         engine_map(int, ["1", "x", "3"])
+
+
+def test_detector_learned_on_a_dask_cluster_is_the_same(inputs, tmp_path, cluster):
+    # Good images of one size: auto fits both modes and draws probe defects on
+    # the calibration images, per image on the workers; the choice and the
+    # model must not depend on who ran them.
+    models = []
+    for extra in ([], ["--scheduler", cluster]):
+        output = tmp_path / f"m{len(extra)}.npz"
+        result = spmcli(
+            "learn-dict", inputs["good"], "-o", output, "--detector", "--calibration-images",
+            inputs["root"] / "calibration", "--n-atoms", "16", "--iters", "2", *extra,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "probe defects drawn on 6 calibration images" in result.stdout
+        models.append(load_dictionary(output))
+    assert models[0].metadata["detector"] == models[1].metadata["detector"]
+    assert models[0].extras.keys() == models[1].extras.keys()
+    for name, value in models[0].extras.items():
+        assert np.array_equal(value, models[1].extras[name]), name
