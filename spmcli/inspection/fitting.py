@@ -3,8 +3,9 @@ features, the choice of mode, the model of good patches at every scale and
 the calibrated thresholds (how it works: :mod:`spmcli.inspection.detector`).
 
 Per-image work (working images of each good image, their features, the
-scores of the calibration images) goes through a ``map_function`` with the
-signature of the builtin :func:`map`, so a process pool or a cluster can run
+scores of the calibration images, clean and with probe defects) and, when
+``auto`` compares both modes, each mode's model of good patches go through a
+``map_function`` with the signature of the builtin :func:`map`, so a process pool or a cluster can run
 it; the result is the same whichever runs it. The mapped functions are
 top-level so that process pools can pickle them.
 """
@@ -253,7 +254,8 @@ def fit_detector(
         when ``auto`` compares both modes) and ``"calibrate"`` (the other
         calibration images).
     map_function : callable
-        Runs the per-image stages; the builtin :func:`map` (default) or any
+        Runs the per-image stages and the candidate modes' models; the
+        builtin :func:`map` (default) or any
         function of the same signature, such as
         ``concurrent.futures.ProcessPoolExecutor(...).map``. It is called with
         top-level functions and picklable arguments; the model is the same
@@ -315,7 +317,7 @@ def fit_detector(
     )
     features = _good_features(levels, len(levels), dictionary.atoms, patch_size, settings, map_function, callback)
     del levels
-    detectors = []
+    per_mode = []
     for mode in candidates:
         mode_features = features
         if mode == "aligned" and first_shape is None and len(set(shapes)) > 1:
@@ -326,20 +328,22 @@ def fit_detector(
             mode_features = _good_features(
                 resized, len(good_images), dictionary.atoms, patch_size, settings, map_function, callback
             )
-        scales = fit_scale_models(
-            [[image[scale] for image in mode_features] for scale in range(settings.n_scales)], mode, settings, seed
+        per_mode.append([[image[scale] for image in mode_features] for scale in range(settings.n_scales)])
+    # Each candidate's model is one task, so two workers fit both at once.
+    fitted = map_function(fit_scale_models, per_mode, candidates, repeat(settings), repeat(seed))
+    detectors = [
+        Detector(
+            atoms=dictionary.atoms,
+            patch_size=patch_size,
+            settings=settings,
+            mode=mode,
+            mode_reason=reason,
+            scales=scales,
+            image_shape=aligned_shape if mode == "aligned" else (0, 0),  # type: ignore[arg-type]
         )
-        detectors.append(
-            Detector(
-                atoms=dictionary.atoms,
-                patch_size=patch_size,
-                settings=settings,
-                mode=mode,
-                mode_reason=reason,
-                scales=scales,
-                image_shape=aligned_shape if mode == "aligned" else (0, 0),  # type: ignore[arg-type]
-            )
-        )
+        for mode, scales in zip(candidates, fitted, strict=True)
+    ]
+    del per_mode
     del features
     known: list[tuple[float, float]] = []
     self_test = None
