@@ -280,6 +280,31 @@ def test_corrupt_image_is_reported_and_the_rest_scored(folders, tmp_path):
     assert all(np.isfinite(float(row["score"])) and row["error"] == "" for row in scored)
 
 
+def test_unreadable_and_too_small_good_images_are_named_and_left_out(folders, tmp_path):
+    root, _ = folders
+    good = tmp_path / "good"
+    good.mkdir()
+    for path in sorted((root / "good").iterdir()):
+        (good / path.name).write_bytes(path.read_bytes())
+    (good / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    _save(good / "a_tiny.png", np.full((6, 9), 0.5))
+    model = tmp_path / "m.npz"
+    result = CliRunner().invoke(cli, ["learn-dict", str(good), "-o", str(model), "--detector", "--seed", "3"])
+    assert result.exit_code == 3, result.output
+    assert f"Error: {good / 'a_broken.png'}: " in result.output
+    assert f"Error: {good / 'a_tiny.png'}: image is 9 x 6 pixels; the detector needs at least 16 a side" in (
+        result.output
+    )
+    assert "Traceback" not in result.output
+    record = load_dictionary(model).metadata
+    assert sorted(record["detector"]["failed_inputs"]) == [str(good / "a_broken.png"), str(good / "a_tiny.png")]
+    # The names of the images learned from are those of the images used (the
+    # two left out came first in the folder).
+    readable = sorted(path.name for path in (root / "good").iterdir())
+    assert set(record["training_images"]) < set(readable)
+    assert len(record["training_images"]) == record["detector"]["n_good_images"]
+
+
 def test_dictionary_without_calibration_is_refused(tmp_path, folders):
     root, _ = folders
     plain = tmp_path / "plain.npz"

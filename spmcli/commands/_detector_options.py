@@ -13,6 +13,7 @@ import numpy as np
 from ..batch import make_map
 from ..errors import SpmcliError
 from ..inspection.calibration import MIN_CALIBRATION_IMAGES, split_calibration
+from ..inspection.features import minimum_side
 from ..inspection.fitting import fit_detector
 from ..inspection.settings import MODES, POLARITIES, DetectorSettings
 from ..io.images import read_image
@@ -97,15 +98,36 @@ def apply_detector_defaults(ctx: click.Context, values: dict) -> dict:
     return updated
 
 
-def _read_all(paths: list[Path], max_pixels: int, failures: list[tuple[str, str]]) -> list[np.ndarray]:
-    images = []
+def _read_all(
+    paths: list[Path], max_pixels: int, failures: list[tuple[str, str]]
+) -> tuple[list[np.ndarray], list[Path]]:
+    """The readable images among ``paths`` and their paths; the others are reported."""
+    images, kept = [], []
     for path in paths:
         try:
             images.append(read_image(path, max_pixels=max_pixels).pixels)
+            kept.append(path)
         except SpmcliError as error:
-            failures.append((str(error.path or path), error.message))
-            click.echo(f"Error: {error.path or path}: {error.message}", err=True)
-    return images
+            _fail(failures, str(error.path or path), error.message)
+    return images, kept
+
+
+def _fail(failures: list[tuple[str, str]], path: str, message: str) -> None:
+    failures.append((path, message))
+    click.echo(f"Error: {path}: {message}", err=True)
+
+
+def _large_enough(
+    images: list[np.ndarray], paths: list[Path], needed: int, failures: list[tuple[str, str]]
+) -> tuple[list[np.ndarray], list[Path]]:
+    """The images whose smaller side is at least ``needed``; the others are reported by name."""
+    kept = [(image, path) for image, path in zip(images, paths, strict=True) if min(image.shape[:2]) >= needed]
+    for image, path in zip(images, paths, strict=True):
+        height, width = image.shape[:2]
+        if min(height, width) < needed:
+            message = f"image is {width} x {height} pixels; the detector needs at least {needed} a side"
+            _fail(failures, str(path), message)
+    return [image for image, _ in kept], [path for _, path in kept]
 
 
 def learn_detector(
@@ -143,17 +165,23 @@ def learn_detector(
         raise click.UsageError("--calibration-share has no effect with --calibration-images")
     calibration_paths = expand_images(calibration_images, ctx) if calibration_images else []
     failures: list[tuple[str, str]] = []
-    good = _read_all(paths, max_pixels, failures)
+    good, good_paths = _read_all(paths, max_pixels, failures)
+    calibration, calibration_paths = _read_all(calibration_paths, max_pixels, failures)
+    # The working scale follows the good images' sizes; an image too small for
+    # it is reported by name here, rather than failing the whole fit.
+    scale = DetectorSettings(downscale=downscale).resolved([min(image.shape[:2]) for image in good])
+    needed = minimum_side(scale, patch_size)
+    good, good_paths = _large_enough(good, good_paths, needed, failures)
+    calibration, calibration_paths = _large_enough(calibration, calibration_paths, needed, failures)
     if calibration_images:
-        calibration = _read_all(calibration_paths, max_pixels, failures)
-        training, training_paths = good, paths
+        training, training_paths = good, good_paths
     else:
         try:
             train_index, calibration_index = split_calibration(len(good), calibration_share, seed)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
         training = [good[i] for i in train_index]
-        training_paths = [paths[i] for i in train_index]
+        training_paths = [good_paths[i] for i in train_index]
         calibration = [good[i] for i in calibration_index]
     if len(calibration) < MIN_CALIBRATION_IMAGES:
         raise click.UsageError(
