@@ -415,7 +415,7 @@ def test_detector_learned_on_a_dask_cluster_is_the_same(inputs, tmp_path, cluste
             inputs["root"] / "calibration", "--n-atoms", "16", "--iters", "2", *extra,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-        assert "probe defects drawn on 6 calibration images" in result.stdout
+        assert "20 probe defects drawn on 6 calibration images" in result.stdout
         models.append(load_dictionary(output))
     assert models[0].metadata["detector"] == models[1].metadata["detector"]
     assert models[0].extras.keys() == models[1].extras.keys()

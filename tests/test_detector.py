@@ -337,8 +337,8 @@ def test_auto_mode_chooses_aligned_for_a_fixed_layout():
     # The mode was chosen by the probe defects: aligned puts them further above its threshold.
     self_test = dictionary.metadata["detector"]["mode_self_test"]
     ratios = self_test["probe_over_threshold"]
-    assert self_test["n_images"] == 20 and ratios["aligned"] > ratios["pooled"] > 0
-    assert detector.mode_reason.startswith("probe defects drawn on 20 calibration images score ")
+    assert self_test["n_images"] == self_test["n_probes"] == 20 and ratios["aligned"] > ratios["pooled"] > 0
+    assert detector.mode_reason.startswith("20 probe defects drawn on 20 calibration images score ")
     assert f"{ratios['aligned']:.2f}x the threshold aligned against {ratios['pooled']:.2f}x pooled" in (
         detector.mode_reason
     )
@@ -439,7 +439,9 @@ def test_same_mode_choice_from_a_process_pool():
     assert serial_detector.mode_reason == pooled_detector.mode_reason
     assert serial_detector.mode == pooled_detector.mode
     assert np.array_equal(serial_detector.calibration_scores, pooled_detector.calibration_scores)
-    assert serial.metadata["detector"]["mode_self_test"]["n_images"] == 6
+    # Fewer than 20 calibration images: the 20 probes are dealt over the 6.
+    self_test = serial.metadata["detector"]["mode_self_test"]
+    assert self_test["n_images"] == 6 and self_test["n_probes"] == 20
 
 
 def test_overlay_outlines_without_painting_the_defect(fitted, textures):

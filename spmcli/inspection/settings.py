@@ -71,8 +71,9 @@ class DetectorSettings:
         alike: cells, labels); other sizes are resized to the training size.
         ``"auto"`` (default): when the good images have one size, or sides
         within 10% of the median's (a part cut out by a fixture varies by a
-        few pixels), both modes are fitted and probe defects are drawn on up
-        to 20 calibration images
+        few pixels), both modes are fitted and 20 probe defects are drawn on
+        the first calibration images (one each, or several each when there
+        are fewer than 20)
         (:mod:`spmcli.inspection.probe_defects`); the mode that puts them
         further above its own threshold (geometric mean of their scores over
         the calibration images' ``threshold_quantile``) is kept. Good images
