@@ -417,8 +417,21 @@ def run_tasks(
     return BatchResult(final, stopped_by, started, time.time(), workers)
 
 
-def _apply(task: Task, function: Callable[..., Any], progress: ProgressCallback | None) -> dict:
-    return {"value": function(*task.payload)}
+@dataclass(frozen=True)
+class _Mapped:
+    """What :func:`make_map`'s tasks share: the function, and the arguments
+    that are the same object in every item (by position; None for those
+    that vary), so that a worker receives them once, not once per item."""
+
+    function: Callable[..., Any]
+    shared: tuple[Any, ...]
+    varies: tuple[bool, ...]
+
+
+def _apply(task: Task, mapped: _Mapped, progress: ProgressCallback | None) -> dict:
+    varying = iter(task.payload)
+    arguments = [next(varying) if varies else value for value, varies in zip(mapped.shared, mapped.varies, strict=True)]
+    return {"value": mapped.function(*arguments)}
 
 
 def make_map(jobs: int = 1, scheduler: str | None = None) -> Callable[..., list]:
@@ -431,9 +444,26 @@ def make_map(jobs: int = 1, scheduler: str | None = None) -> Callable[..., list]
     """
 
     def engine_map(function: Callable[..., Any], *iterables: Any) -> list:
-        items = enumerate(zip(*iterables))  # noqa: B905 - like map(), stop at the shortest (itertools.repeat)
-        tasks = [Task(index, f"item {index}", payload=arguments) for index, arguments in items]
-        result = run_tasks(_apply, tasks, function, jobs=jobs, scheduler=scheduler)
+        items = list(zip(*iterables))  # noqa: B905 - like map(), stop at the shortest (itertools.repeat)
+        if not items:
+            return []
+        # An argument that is one object in every item (a model, the settings)
+        # goes to each worker once: unpickled once, its search trees built once.
+        varies = tuple(
+            len(items) == 1 or any(arguments[position] is not items[0][position] for arguments in items)
+            for position in range(len(items[0]))
+        )
+        shared = tuple(None if flag else value for value, flag in zip(items[0], varies, strict=True))
+        tasks = [
+            Task(
+                index,
+                f"item {index}",
+                payload=tuple(value for value, flag in zip(arguments, varies, strict=True) if flag),
+            )
+            for index, arguments in enumerate(items)
+        ]
+        mapped = _Mapped(function, shared, varies)
+        result = run_tasks(_apply, tasks, mapped, jobs=jobs, scheduler=scheduler)
         if result.stopped_by is not None:
             raise Stopped(result.stopped_by)
         for record in result.records:
@@ -470,6 +500,7 @@ def _worker_main(connection: Any) -> None:
         raise SystemExit(128 + number)
 
     signal.signal(signal.SIGTERM, terminate)
+    settings = None
     while True:
         try:
             message = connection.recv()
@@ -477,15 +508,28 @@ def _worker_main(connection: Any) -> None:
             return
         if message is None:
             return
+        function, task, sent = message
+        if not isinstance(sent, _SameSettings):
+            settings = sent
         forget_written()
-        outputs = _task_outputs(message[1])
-        record = execute(*message)
+        outputs = _task_outputs(task)
+        record = execute(function, task, settings)
         sending = True
         with contextlib.suppress(OSError):
             connection.send((record, stop_after_send))  # the flag: this worker ends now
         if stop_after_send:
             raise SystemExit(128 + signal.SIGTERM)
         sending, outputs = False, frozenset()
+
+
+class _SameSettings:
+    """Sent in place of the settings a worker already holds."""
+
+    def __reduce__(self) -> str:
+        return "_SAME_SETTINGS"
+
+
+_SAME_SETTINGS = _SameSettings()
 
 
 class _Worker:
@@ -496,10 +540,14 @@ class _Worker:
         child.close()
         self.current: tuple[int, Task] | None = None
         self.ending = False
+        self.holds: Any = _SAME_SETTINGS  # the settings object this worker was sent
 
     def send(self, item: tuple[int, Task], function: TaskFunction, settings: Any) -> None:
         self.current = item
-        self.connection.send((function, item[1], settings))
+        # The settings go once per worker (a model in them is unpickled once).
+        sent = _SAME_SETTINGS if settings is self.holds else settings
+        self.connection.send((function, item[1], sent))
+        self.holds = settings
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -648,8 +696,10 @@ def _run_on_cluster(
     futures = {}
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        # Sent to every worker once, not with every task (a model in the settings is unpickled once per worker).
+        shared = client.scatter(settings, broadcast=True, hash=False) if to_run else settings
         for position, task in to_run:
-            future = client.submit(execute, function, task, settings, None, pure=False, retries=0)
+            future = client.submit(execute, function, task, shared, None, pure=False, retries=0)
             futures[future] = (position, task)
         for future in as_completed(futures, loop=client.loop):
             with control.held():

@@ -4,6 +4,7 @@ SIGTERM stop cleanly with a report, --skip-existing resumes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -401,6 +402,37 @@ def test_engine_map_gives_results_in_order_and_raises_the_first_failure():
     assert engine_map(pow, [2, 3, 4], [2, 2, 2]) == [4, 9, 16]
     with pytest.raises(ValueError, match="item 1"):
         engine_map(int, ["1", "x", "3"])
+
+
+class CountsUnpickling:
+    """An argument that counts how often this process unpickled one."""
+
+    unpickled = 0
+
+    def __reduce__(self):
+        return (_unpickle_counter, ())
+
+
+def _unpickle_counter():
+    CountsUnpickling.unpickled += 1
+    return CountsUnpickling()
+
+
+def _unpickled_here(shared, value):
+    return os.getpid(), CountsUnpickling.unpickled, value
+
+
+def test_engine_map_sends_an_argument_shared_by_every_item_once_per_worker():
+    # A model passed with itertools.repeat must not be unpickled (and its
+    # search trees rebuilt) for every image.
+    results = batch.make_map(jobs=2)(_unpickled_here, itertools.repeat(CountsUnpickling()), range(12))
+    assert [value for _, _, value in results] == list(range(12))
+    per_worker = {}
+    for pid, count, _ in results:
+        per_worker[pid] = max(per_worker.get(pid, 0), count)
+    assert set(per_worker.values()) == {1}
+    # Arguments that vary still reach each item.
+    assert batch.make_map(jobs=2)(pow, [2, 3, 4], itertools.repeat(3)) == [8, 27, 64]
 
 
 def test_detector_learned_on_a_dask_cluster_is_the_same(inputs, tmp_path, cluster):
