@@ -24,7 +24,7 @@ from spmcli.inspection.detector import (
     _resize_linear,
 )
 from spmcli.inspection.features import line_responses
-from spmcli.inspection.fitting import _mode_candidates, _probe_margin, fit_detector
+from spmcli.inspection.fitting import _mode_candidates, fit_detector
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
 from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
@@ -315,19 +315,6 @@ def fixed_layout_cells(seed: int):
         return np.clip(layout + 0.015 * rng.standard_normal(layout.shape), 0, 1)
 
     return cell
-
-
-def test_probe_margin_is_the_mean_log_ratio_to_the_calibrated_threshold():
-    clean = np.linspace(1.0, 2.0, 20)
-    probed = np.array([2.0, 8.0])
-    threshold = np.quantile(clean, 0.95)
-    assert _probe_margin(clean, probed, 0.95) == pytest.approx(np.mean(np.log(probed / threshold)))
-    # Fewer than 20 clean scores: the threshold a normal fit gives, as calibration does.
-    few = clean[:5]
-    normal = few.mean() + 1.6448536269514722 * few.std(ddof=1)
-    assert _probe_margin(few, probed, 0.95) == pytest.approx(np.mean(np.log(probed / normal)))
-    # Scores of exactly 0 (a bank holding the very images) stay finite.
-    assert np.isfinite(_probe_margin(np.zeros(5), np.array([0.0, 1.0]), 0.95))
 
 
 def test_auto_mode_chooses_aligned_for_a_fixed_layout():

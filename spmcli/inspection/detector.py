@@ -192,6 +192,18 @@ def _average_patches(grid: PatchGrid, patch_values: np.ndarray) -> np.ndarray:
     return sums / np.maximum(counts, 1.0)
 
 
+def _anomaly_map(grids: list[PatchGrid], anomalies: list[np.ndarray], original_shape: tuple[int, int]) -> np.ndarray:
+    """The anomaly map at the input's size: each scale's patch anomalies
+    spread over their pixels, brought to the finest working image and averaged."""
+    working_map = np.zeros(grids[0].image_shape[:2])
+    for grid, anomaly in zip(grids, anomalies, strict=True):
+        scale_map = _average_patches(grid, anomaly)
+        if scale_map.shape != working_map.shape:
+            scale_map = _resize_linear(scale_map, working_map.shape)
+        working_map += scale_map / len(grids)
+    return _resize_linear(working_map, original_shape).astype(np.float32)
+
+
 def _resize_linear(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``skimage.transform.resize(image, shape, order=1, mode="edge",
     anti_aliasing=False)`` (to rounding), as two 1-D interpolations: 3x faster
@@ -365,17 +377,11 @@ class Detector:
         """Score an image from its :meth:`image_features` (the second half of :meth:`score`)."""
         used_threshold = self.threshold if threshold is None else float(threshold)
         used_pixel_threshold = self.pixel_threshold if pixel_threshold is None else float(pixel_threshold)
-        results: list[_ScaleResult] = []
-        working_map = np.zeros(features[0].grid.image_shape[:2])
-        for scale, scale_features_ in enumerate(features):
-            result = self._scale_result(scale, scale_features_)
-            results.append(result)
-            scale_map = _average_patches(result.grid, result.anomaly)
-            if scale_map.shape != working_map.shape:
-                scale_map = _resize_linear(scale_map, working_map.shape)
-            working_map += scale_map / len(features)
+        results = [self._scale_result(scale, scale_features_) for scale, scale_features_ in enumerate(features)]
         max_error = float(features[0].residual_rms.max())
-        anomaly_map = _resize_linear(working_map, original_shape).astype(np.float32)
+        anomaly_map = _anomaly_map(
+            [result.grid for result in results], [result.anomaly for result in results], original_shape
+        )
         peak = image_score(anomaly_map, math.inf)
         score = image_score(anomaly_map, self.settings.score_power)
         is_anomaly = score > used_threshold
@@ -400,6 +406,28 @@ class Detector:
             anomaly_map=anomaly_map if with_map else None,
             max_patch_error=max_error,
         )
+
+    def patch_anomalies(self, features: list[ScaleFeatures]) -> list[np.ndarray]:
+        """Each scale's patch anomalies ``(rows, cols)`` of an image's :meth:`image_features`."""
+        return [self._scale_result(scale, scale_features_).anomaly for scale, scale_features_ in enumerate(features)]
+
+    def window_anomalies(self, scale: int, values: np.ndarray, rows: slice, cols: slice) -> np.ndarray:
+        """The anomalies of the patches ``rows`` x ``cols`` of one scale's raw
+        features ``values`` ``(F, R, C)`` (the whole grid: aligned mode
+        compares each patch with its position)."""
+        descriptors = self.scales[scale].descriptors(values, polarity_clip(self.feature_names, self.settings.polarity))
+        grid_rows, grid_cols = np.arange(values.shape[1])[rows], np.arange(values.shape[2])[cols]
+        index = (grid_rows[:, None] * values.shape[2] + grid_cols[None, :]).ravel()
+        anomaly, _, _ = self.scales[scale].anomaly(descriptors[index], self.settings.n_neighbours)
+        return anomaly.reshape(grid_rows.size, grid_cols.size)
+
+    def score_anomalies(
+        self, features: list[ScaleFeatures], anomalies: list[np.ndarray], original_shape: tuple[int, int]
+    ) -> tuple[float, float]:
+        """The image score and the map's maximum from each scale's patch
+        anomalies on the grids of ``features`` (as :meth:`score_features`)."""
+        anomaly_map = _anomaly_map([scale.grid for scale in features], anomalies, original_shape)
+        return image_score(anomaly_map, self.settings.score_power), image_score(anomaly_map, math.inf)
 
     def is_anomaly(self, score: float, threshold: float | None = None) -> bool:
         """Whether ``score`` is above the (calibrated or given) threshold."""

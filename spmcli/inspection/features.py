@@ -78,6 +78,7 @@ References
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -97,10 +98,13 @@ __all__ = [
     "feature_names",
     "grey_image",
     "grey_plane",
+    "feature_reach",
     "has_colour",
+    "level_gain",
     "minimum_side",
     "scale_features",
     "uses_colour",
+    "window_features",
     "working_pyramid",
 ]
 
@@ -218,7 +222,9 @@ def _reduce(image: np.ndarray, factor: int) -> np.ndarray:
     return downscale_local_mean(image[:height, :width], (factor, factor))
 
 
-def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: int) -> list[np.ndarray]:
+def working_pyramid(
+    planes: np.ndarray, settings: DetectorSettings, patch_size: int, gain: float | None = None
+) -> list[np.ndarray]:
     """Downscaled, blurred, gain-normalised working images, finest first.
 
     Parameters
@@ -227,7 +233,9 @@ def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: 
         The grey image, 0..1, or grey and the colour channels
         (:func:`detector_planes`). Every plane is divided by the grey
         plane's median on the finest working image (the image's level, its
-        gain), so the channels keep their balance.
+        gain, :func:`level_gain`), so the channels keep their balance.
+    gain : float, optional
+        Divide by this instead (1 keeps the raw levels).
 
     Raises
     ------
@@ -241,10 +249,16 @@ def working_pyramid(planes: np.ndarray, settings: DetectorSettings, patch_size: 
         raise ValueError(f"image is {width} x {height} pixels; the detector needs at least {needed} a side")
     per_plane = [_plane_pyramid(plane, settings) for plane in (planes if planes.ndim == 3 else [planes])]
     # One gain for every plane: the channels' balance is the colour.
-    gain = max(float(np.median(per_plane[0][0])), _GAIN_FLOOR)
+    if gain is None:
+        gain = level_gain(per_plane[0][0])
     if planes.ndim == 2:
         return [level / gain for level in per_plane[0]]
     return [np.stack([pyramid[scale] for pyramid in per_plane]) / gain for scale in range(settings.n_scales)]
+
+
+def level_gain(level: np.ndarray) -> float:
+    """An image's level: the median of the grey plane of its finest raw working image."""
+    return max(float(np.median(grey_plane(level))), _GAIN_FLOOR)
 
 
 def _plane_pyramid(plane: np.ndarray, settings: DetectorSettings) -> list[np.ndarray]:
@@ -502,3 +516,61 @@ def scale_features(
     if keep_reconstruction:
         reconstruction = np.asarray(codes.reconstruct(atoms), dtype=np.float64) + means[:, None]
     return ScaleFeatures(grid, np.stack(values), residual_rms.reshape(shape), reconstruction)
+
+
+def feature_reach(settings: DetectorSettings) -> int:
+    """How far (working pixels) beyond a patch the pixels its features depend
+    on lie, the colour features aside (their chromaticity is relative to the
+    whole image's median patch): the line filters' half-width (or the
+    Hessian's truncated Gaussian), the top-hats' closing and opening (a
+    dilation and an erosion, each half the size), and the gradient."""
+    lines = math.ceil(3 * settings.line_length) if settings.line_length > 0 else math.ceil(4 * _RIDGE_SIGMA)
+    return max(lines, 2 * (_LINE_SIZE // 2), 1)
+
+
+def _window_axis(positions: np.ndarray, start: int, stop: int, length: int, patch_size: int, stride: int, reach: int):
+    """Along one axis: the grid lines ``[first, last)`` whose patches, grown by
+    ``reach``, meet pixels ``[start, stop)``, and a crop ``[low, high)`` of the
+    image whose own grid's lines fall on the image grid's, from line
+    ``low // stride``, with those patches' reach inside it or cut by the
+    image's own border."""
+    first = int(np.searchsorted(positions + patch_size + reach, start, side="right"))
+    last = int(np.searchsorted(positions - reach, stop, side="left"))
+    low = max(0, (int(positions[first]) - reach) // stride * stride)
+    lines = -(-(int(positions[last - 1]) + reach - low) // stride)
+    high = min(length, low + lines * stride + patch_size)
+    return first, last, low, high
+
+
+def window_features(
+    level: np.ndarray,
+    changed: tuple[slice, slice],
+    atoms: np.ndarray,
+    patch_size: int,
+    settings: DetectorSettings,
+) -> tuple[slice, slice, np.ndarray]:
+    """Raw features of the patches of a grey working image that a change of
+    its pixels within ``changed`` (row and column slices) can alter,
+    computed on a crop around them: equal to :func:`scale_features` of the
+    whole image on those patches (to float rounding), at a fraction of the
+    cost for a small change.
+
+    Returns
+    -------
+    rows, cols : slice
+        The patches' grid rows and columns.
+    values : ndarray, shape (F, rows, cols)
+    """
+    grid = PatchGrid(level.shape, patch_size, settings.stride)
+    reach = feature_reach(settings)
+    row_first, row_last, top, bottom = _window_axis(
+        grid.rows, changed[0].start, changed[0].stop, level.shape[0], patch_size, settings.stride, reach
+    )
+    col_first, col_last, left, right = _window_axis(
+        grid.cols, changed[1].start, changed[1].stop, level.shape[1], patch_size, settings.stride, reach
+    )
+    values = scale_features(level[top:bottom, left:right], atoms, patch_size, settings).values
+    row_base, col_base = top // settings.stride, left // settings.stride
+    rows, cols = slice(row_first, row_last), slice(col_first, col_last)
+    window = values[:, row_first - row_base : row_last - row_base, col_first - col_base : col_last - col_base]
+    return rows, cols, window

@@ -36,15 +36,12 @@ from .features import (
     uses_colour,
     working_pyramid,
 )
-from .probe_defects import PROBE_KINDS, draw_probe_defect
+from .mode_self_test import SELF_TEST_PROBES, mode_choice, self_test_scores
 from .settings import DetectorSettings
 
 __all__ = ["calibration_score", "fit_detector", "fit_scale_models", "image_features", "image_levels"]
 
 MapFunction = Callable[..., Iterable[Any]]
-# Probe defects the mode self-test draws: one on each of the first 20
-# calibration images, or several on each when there are fewer.
-SELF_TEST_PROBES = 20
 
 
 def image_levels(
@@ -90,65 +87,6 @@ def _mode_candidates(settings: DetectorSettings, shapes: list[tuple[int, ...]]) 
     return ("pooled", "aligned"), ""
 
 
-def self_test_scores(
-    detectors: Sequence[Detector], pixels: np.ndarray, image_index: int, n_images: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of one calibration image under each candidate detector, clean
-    and with probe defects drawn on it (the per-image stage of the mode
-    self-test).
-
-    The :data:`SELF_TEST_PROBES` probes are dealt over ``n_images`` images:
-    this one, number ``image_index``, gets probes ``image_index``,
-    ``image_index + n_images``...; each is seeded by ``[seed, probe]``, and
-    the kinds take turns.
-
-    Returns
-    -------
-    clean : ndarray, shape (2, n_detectors)
-        The clean image's score and map maximum.
-    probed : ndarray, shape (n_probes, n_detectors)
-        The probed images' scores.
-
-    Detectors that see the image at the same size share its features (they
-    share atoms and settings).
-    """
-    scale = detectors[0].settings.downscale or 1
-    original_shape = tuple(np.shape(pixels)[:2])
-
-    def scores(image: np.ndarray) -> list:
-        cache: dict[tuple[int, ...] | None, list] = {}
-        results = []
-        for detector in detectors:
-            resized = detector.mode == "aligned" and tuple(detector.image_shape) != original_shape
-            key = tuple(detector.image_shape) if resized else None
-            if key not in cache:
-                cache[key] = detector.image_features(image)
-            results.append(detector.score_features(cache[key], original_shape))  # type: ignore[arg-type]
-        return results
-
-    clean = scores(pixels)
-    probed = []
-    for turn, probe in enumerate(range(image_index, SELF_TEST_PROBES, n_images)):
-        kind = PROBE_KINDS[(image_index + turn) % len(PROBE_KINDS)]
-        image = draw_probe_defect(pixels, kind, np.random.default_rng([seed, probe]), scale)
-        probed.append([result.score for result in scores(image)])
-    return (
-        np.array([[result.score for result in clean], [result.peak for result in clean]]),
-        np.array(probed, dtype=np.float64).reshape(-1, len(detectors)),
-    )
-
-
-def _probe_margin(clean: np.ndarray, probed: np.ndarray, quantile: float) -> float:
-    """Mean log ratio of the probed images' scores to the threshold the clean
-    images' scores would calibrate (:func:`calibrated_threshold`): how far above
-    its own threshold a mode puts the probe defects. Unlike an AUROC it does
-    not saturate when both modes find every probe."""
-    # Scores of exactly 0 (images the bank holds) are floored so the log is finite.
-    floor = 1e-12
-    threshold = max(calibrated_threshold(clean, quantile)[0], floor)
-    return float(np.mean(np.log(np.maximum(probed, floor))) - np.log(threshold))
-
-
 def _good_features(
     levels: Iterable[list[np.ndarray]],
     count: int,
@@ -170,9 +108,7 @@ def _choose_by_probes(
     map_function: MapFunction,
     callback: Callable | None,
 ) -> tuple[int, str, dict[str, Any], list[tuple[float, float]]]:
-    """The candidate that puts probe defects furthest above its own threshold:
-    its index, the reason, the self-test's record, and the clean images'
-    (score, peak) under it (they are the first calibration scores)."""
+    """The mode self-test over the first calibration images (:func:`mode_choice`)."""
     n_images = min(SELF_TEST_PROBES, len(calibration_images))
     mapped = map_function(
         self_test_scores,
@@ -183,24 +119,7 @@ def _choose_by_probes(
         repeat(seed),
     )
     tested = list(_reporting(mapped, "choose mode", n_images, callback))
-    clean = np.stack([clean for clean, _ in tested])
-    probed = np.concatenate([probed for _, probed in tested])
-    margins = [_probe_margin(clean[:, 0, column], probed[:, column], quantile) for column in range(len(detectors))]
-    chosen = int(np.argmax(margins))
-    ratios = {detector.mode: float(np.exp(margin)) for detector, margin in zip(detectors, margins, strict=True)}
-    best = detectors[chosen].mode
-    others = " against ".join(f"{ratio:.2f}x {mode}" for mode, ratio in ratios.items() if mode != best)
-    reason = (
-        f"{len(probed)} probe defects drawn on {n_images} calibration images score {ratios[best]:.2f}x "
-        f"the threshold {best} against {others} (geometric mean)"
-    )
-    record = {
-        "n_images": n_images,
-        "n_probes": len(probed),
-        "probe_over_threshold": {mode: round(ratio, 4) for mode, ratio in ratios.items()},
-    }
-    known = [(float(score), float(peak)) for score, peak in clean[:, :, chosen]]
-    return chosen, reason, record, known
+    return mode_choice(detectors, tested, quantile)
 
 
 def fit_scale_models(

@@ -1,0 +1,107 @@
+"""The mode self-test of ``auto``: probed images are described and scored
+again only near the probe, with the same result as scoring them whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from spmcli.inspection.detector import DetectorSettings
+from spmcli.inspection.features import (
+    detector_planes,
+    level_gain,
+    scale_features,
+    window_features,
+    working_pyramid,
+)
+from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.mode_self_test import SELF_TEST_PROBES, probe_margin, self_test_scores
+from spmcli.inspection.probe_defects import PROBE_KINDS, draw_probe_defect
+from spmcli.sparse.dictionary import dct_dictionary
+
+
+def texture(shape, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + 0.15 * ndimage.gaussian_filter(rng.standard_normal(shape), 1.2) / 0.2, 0, 1)
+
+
+# Changed boxes (rows, columns): inside, at each border, a corner, the whole image.
+CHANGES = [
+    (slice(40, 46), slice(50, 53)),
+    (slice(0, 5), slice(30, 60)),
+    (slice(90, 103), slice(0, 4)),
+    (slice(100, 103), slice(120, 131)),
+    (slice(0, 103), slice(0, 131)),
+]
+
+
+@pytest.mark.parametrize("changed", CHANGES)
+@pytest.mark.parametrize("line_length", [6.0, 0.0])
+def test_window_features_are_the_whole_image_features_near_a_change(changed, line_length):
+    settings = DetectorSettings(line_length=line_length, features=DetectorSettings().features[:-1])
+    atoms = dct_dictionary(8, 32)
+    clean = texture((103, 131))
+    probed = clean.copy()
+    probed[changed] = 1.0 - probed[changed]
+    before = scale_features(clean, atoms, 8, settings).values
+    after = scale_features(probed, atoms, 8, settings).values
+    rows, cols, window = window_features(probed, changed, atoms, 8, settings)
+    np.testing.assert_allclose(window, after[:, rows, cols], rtol=1e-5, atol=1e-5)
+    # Outside the window nothing changed (to the FFTs' float32 rounding): its
+    # reach covers every patch the change can alter.
+    outside = np.ones(before.shape[1:], dtype=bool)
+    outside[rows, cols] = False
+    np.testing.assert_allclose(after[:, outside], before[:, outside], rtol=1e-5, atol=1e-5)
+    assert outside.sum() > 0 or changed == CHANGES[-1]
+
+
+def aligned_cells(seed: int, count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:96, 0:96].astype(float)
+    layout = 0.55 + 0.1 * np.exp(-((x - 48) ** 2 + (y - 48) ** 2) / 2000)
+    layout[44:48, :] = 0.25
+    return [np.clip(layout + 0.015 * rng.standard_normal(layout.shape), 0, 1) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def candidates():
+    good, calibration = aligned_cells(1, 12), aligned_cells(2, 5)
+    with pytest.warns(UserWarning, match="only 5 calibration images"):
+        return [
+            fit_detector(good, calibration, seed=0, n_atoms=32, settings=DetectorSettings(mode=mode))[1]
+            for mode in ("pooled", "aligned")
+        ]
+
+
+def test_self_test_scores_match_whole_image_scores(candidates):
+    image = aligned_cells(3, 1)[0]
+    clean, probed = self_test_scores(candidates, image, 1, 5, seed=4)
+    assert clean.shape == (2, 2) and probed.shape == (SELF_TEST_PROBES // 5, 2)
+    for column, detector in enumerate(candidates):
+        whole = detector.score(image)
+        assert clean[:, column].tolist() == [whole.score, whole.peak]  # the calibration scores, exactly
+        settings = detector.settings
+        gain = level_gain(working_pyramid(detector_planes(image), settings, 8, gain=1.0)[0])
+        for turn, probe in enumerate(range(1, SELF_TEST_PROBES, 5)):
+            kind = PROBE_KINDS[(1 + turn) % len(PROBE_KINDS)]
+            drawn = draw_probe_defect(image, kind, np.random.default_rng([4, probe]), 1)
+            # Scored whole, divided by the clean image's level as the self-test does.
+            levels = working_pyramid(detector_planes(drawn), settings, 8, gain=gain)
+            features = [scale_features(level, detector.atoms, 8, settings) for level in levels]
+            expected = detector.score_features(features, image.shape).score
+            assert probed[turn, column] == pytest.approx(expected, rel=1e-4)
+            assert probed[turn, column] > clean[0, column]
+
+
+def test_probe_margin_is_the_mean_log_ratio_to_the_calibrated_threshold():
+    clean = np.linspace(1.0, 2.0, 20)
+    probed = np.array([2.0, 8.0])
+    threshold = np.quantile(clean, 0.95)
+    assert probe_margin(clean, probed, 0.95) == pytest.approx(np.mean(np.log(probed / threshold)))
+    # Fewer than 20 clean scores: the threshold a normal fit gives, as calibration does.
+    few = clean[:5]
+    normal = few.mean() + 1.6448536269514722 * few.std(ddof=1)
+    assert probe_margin(few, probed, 0.95) == pytest.approx(np.mean(np.log(probed / normal)))
+    # Scores of exactly 0 (a bank holding the very images) stay finite.
+    assert np.isfinite(probe_margin(np.zeros(5), np.array([0.0, 1.0]), 0.95))
