@@ -96,9 +96,9 @@ __all__ = [
     "ScaleFeatures",
     "detector_planes",
     "feature_names",
+    "feature_reach",
     "grey_image",
     "grey_plane",
-    "feature_reach",
     "has_colour",
     "level_gain",
     "minimum_side",
@@ -528,7 +528,9 @@ def feature_reach(settings: DetectorSettings) -> int:
     return max(lines, 2 * (_LINE_SIZE // 2), 1)
 
 
-def _window_axis(positions: np.ndarray, start: int, stop: int, length: int, patch_size: int, stride: int, reach: int):
+def _window_axis(
+    positions: np.ndarray, start: int, stop: int, length: int, patch_size: int, stride: int, reach: int
+) -> tuple[int, int, int, int]:
     """Along one axis: the grid lines ``[first, last)`` whose patches, grown by
     ``reach``, meet pixels ``[start, stop)``, and a crop ``[low, high)`` of the
     image whose own grid's lines fall on the image grid's, from line
