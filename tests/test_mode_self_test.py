@@ -105,3 +105,26 @@ def test_probe_margin_is_the_mean_log_ratio_to_the_calibrated_threshold():
     assert probe_margin(few, probed, 0.95) == pytest.approx(np.mean(np.log(probed / normal)))
     # Scores of exactly 0 (a bank holding the very images) stay finite.
     assert np.isfinite(probe_margin(np.zeros(5), np.array([0.0, 1.0]), 0.95))
+
+
+def test_colour_detectors_score_probed_images_whole():
+    # Chromaticity is relative to the whole image's median patch, so a probe
+    # can move every patch's colour a little: colour images are scored whole.
+    tint = np.array([1.05, 0.85, 0.6])
+    good, calibration, image = (
+        [np.clip(cell[:, :, None] * tint, 0, 1) for cell in aligned_cells(seed, count)]
+        for seed, count in ((5, 12), (6, 5), (7, 1))
+    )
+    with pytest.warns(UserWarning, match="only 5 calibration images"):
+        detectors = [
+            fit_detector(good, calibration, seed=0, n_atoms=32, settings=DetectorSettings(mode=mode))[1]
+            for mode in ("pooled", "aligned")
+        ]
+    assert "colour" in detectors[0].settings.features
+    clean, probed = self_test_scores(detectors, image[0], 0, 5, seed=2)
+    for column, detector in enumerate(detectors):
+        assert clean[:, column].tolist() == [detector.score(image[0]).score, detector.score(image[0]).peak]
+        for turn, probe in enumerate(range(0, SELF_TEST_PROBES, 5)):
+            kind = PROBE_KINDS[turn % len(PROBE_KINDS)]
+            drawn = draw_probe_defect(image[0], kind, np.random.default_rng([2, probe]), 1)
+            assert probed[turn, column] == detector.score(drawn).score
