@@ -128,3 +128,21 @@ def test_colour_detectors_score_probed_images_whole():
             kind = PROBE_KINDS[turn % len(PROBE_KINDS)]
             drawn = draw_probe_defect(image[0], kind, np.random.default_rng([2, probe]), 1)
             assert probed[turn, column] == detector.score(drawn).score
+
+
+def test_near_sizes_compare_both_modes_and_resize_only_other_sizes():
+    # Cells cut a few pixels taller or shorter: both modes are candidates; the
+    # aligned one sees the good images resized to the first one's size, and
+    # those already of that size keep the features computed once.
+    heights = [96, 96, 93, 99, 96, 94, 98, 96, 95, 97, 96, 92]
+    good = [np.clip(cell[:height] if height <= 96 else np.pad(cell, ((0, height - 96), (0, 0)), mode="edge"), 0, 1)
+            for cell, height in zip(aligned_cells(10, 12), heights, strict=True)]  # fmt: skip
+    calls = {}
+
+    def record(stage, done, total):
+        calls[stage] = calls.get(stage, 0) + 1
+
+    dictionary, detector = fit_detector(good, aligned_cells(11, 20), seed=0, n_atoms=32, callback=record)
+    assert dictionary.metadata["detector"]["mode_self_test"]["n_probes"] == SELF_TEST_PROBES
+    assert detector.mode == "aligned" and detector.image_shape == (96, 96)
+    assert calls["features"] == len(good) + sum(height != 96 for height in heights)

@@ -273,13 +273,22 @@ def fit_detector(
     for mode in candidates:
         mode_features = features
         if mode == "aligned" and first_shape is None and len(set(shapes)) > 1:
-            # Nearly one size: the aligned candidate sees the good images resized.
+            # Nearly one size: the aligned candidate sees the good images
+            # resized (those of the reference size keep their features).
+            other = [index for index, shape in enumerate(shapes) if shape != aligned_shape]
             resized = map_function(
-                image_levels, good_images, repeat(settings), repeat(patch_size), repeat(aligned_shape)
+                image_levels,
+                [good_images[index] for index in other],
+                repeat(settings),
+                repeat(patch_size),
+                repeat(aligned_shape),
             )
-            mode_features = _good_features(
-                resized, len(good_images), dictionary.atoms, patch_size, settings, map_function, callback
+            mode_features = list(features)
+            computed = _good_features(
+                resized, len(other), dictionary.atoms, patch_size, settings, map_function, callback
             )
+            for index, image_features_ in zip(other, computed, strict=True):
+                mode_features[index] = image_features_
         per_mode.append([[image[scale] for image in mode_features] for scale in range(settings.n_scales)])
     # Each candidate's model is one task, so two workers fit both at once.
     fitted = map_function(fit_scale_models, per_mode, candidates, repeat(settings), repeat(seed))
