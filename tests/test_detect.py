@@ -259,13 +259,18 @@ def test_detect_report_heatmaps_and_exit_codes(folders, tmp_path):
     assert clean.exit_code == 0, clean.output
 
 
+def _copy_with_a_broken_image(source, target, broken_name):
+    """A copy of the folder ``source`` at ``target``, with a corrupt PNG named ``broken_name`` added."""
+    target.mkdir()
+    for path in sorted(source.iterdir()):
+        (target / path.name).write_bytes(path.read_bytes())
+    (target / broken_name).write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    return target
+
+
 def test_corrupt_image_is_reported_and_the_rest_scored(folders, tmp_path):
     root, model = folders
-    batch = tmp_path / "batch"
-    batch.mkdir()
-    for path in sorted((root / "okonly").iterdir()):
-        (batch / path.name).write_bytes(path.read_bytes())
-    (batch / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    batch = _copy_with_a_broken_image(root / "okonly", tmp_path / "batch", "broken.png")
     report = tmp_path / "report.csv"
     result = CliRunner().invoke(cli, ["detect", str(batch), "--dict", str(model), "--report", str(report)])
     assert result.exit_code == 3
@@ -282,11 +287,7 @@ def test_corrupt_image_is_reported_and_the_rest_scored(folders, tmp_path):
 
 def test_unreadable_and_too_small_good_images_are_named_and_left_out(folders, tmp_path):
     root, _ = folders
-    good = tmp_path / "good"
-    good.mkdir()
-    for path in sorted((root / "good").iterdir()):
-        (good / path.name).write_bytes(path.read_bytes())
-    (good / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    good = _copy_with_a_broken_image(root / "good", tmp_path / "good", "a_broken.png")
     _save(good / "a_tiny.png", np.full((6, 9), 0.5))
     model = tmp_path / "m.npz"
     result = CliRunner().invoke(cli, ["learn-dict", str(good), "-o", str(model), "--detector", "--seed", "3"])

@@ -121,13 +121,17 @@ def _large_enough(
     images: list[np.ndarray], paths: list[Path], needed: int, failures: list[tuple[str, str]]
 ) -> tuple[list[np.ndarray], list[Path]]:
     """The images whose smaller side is at least ``needed``; the others are reported by name."""
-    kept = [(image, path) for image, path in zip(images, paths, strict=True) if min(image.shape[:2]) >= needed]
+    kept_images, kept_paths = [], []
     for image, path in zip(images, paths, strict=True):
         height, width = image.shape[:2]
-        if min(height, width) < needed:
-            message = f"image is {width} x {height} pixels; the detector needs at least {needed} a side"
-            _fail(failures, str(path), message)
-    return [image for image, _ in kept], [path for _, path in kept]
+        if min(height, width) >= needed:
+            kept_images.append(image)
+            kept_paths.append(path)
+        else:
+            _fail(
+                failures, str(path), f"image is {width} x {height} pixels; the detector needs at least {needed} a side"
+            )
+    return kept_images, kept_paths
 
 
 def learn_detector(

@@ -100,6 +100,11 @@ def _good_features(
     return list(_reporting(mapped, "features", count, callback))
 
 
+def _by_scale(per_image: list[list[np.ndarray]], n_scales: int) -> list[list[np.ndarray]]:
+    """``[image][scale]`` features as ``[scale][image]``."""
+    return [[image[scale] for image in per_image] for scale in range(n_scales)]
+
+
 def _choose_by_probes(
     detectors: list[Detector],
     calibration_images: Sequence[np.ndarray],
@@ -269,27 +274,25 @@ def fit_detector(
     )
     features = _good_features(levels, len(levels), dictionary.atoms, patch_size, settings, map_function, callback)
     del levels
-    per_mode = []
-    for mode in candidates:
-        mode_features = features
-        if mode == "aligned" and first_shape is None and len(set(shapes)) > 1:
-            # Nearly one size: the aligned candidate sees the good images
-            # resized (those of the reference size keep their features).
-            other = [index for index, shape in enumerate(shapes) if shape != aligned_shape]
-            resized = map_function(
-                image_levels,
-                [good_images[index] for index in other],
-                repeat(settings),
-                repeat(patch_size),
-                repeat(aligned_shape),
-            )
-            mode_features = list(features)
-            computed = _good_features(
-                resized, len(other), dictionary.atoms, patch_size, settings, map_function, callback
-            )
-            for index, image_features_ in zip(other, computed, strict=True):
-                mode_features[index] = image_features_
-        per_mode.append([[image[scale] for image in mode_features] for scale in range(settings.n_scales)])
+    aligned_features = features
+    if "aligned" in candidates and first_shape is None and len(set(shapes)) > 1:
+        # Nearly one size: the aligned candidate sees the good images resized
+        # (those of the reference size keep their features).
+        other = [index for index, shape in enumerate(shapes) if shape != aligned_shape]
+        resized = map_function(
+            image_levels,
+            [good_images[index] for index in other],
+            repeat(settings),
+            repeat(patch_size),
+            repeat(aligned_shape),
+        )
+        aligned_features = list(features)
+        computed = _good_features(resized, len(other), dictionary.atoms, patch_size, settings, map_function, callback)
+        for index, image_features_ in zip(other, computed, strict=True):
+            aligned_features[index] = image_features_
+    per_mode = [
+        _by_scale(aligned_features if mode == "aligned" else features, settings.n_scales) for mode in candidates
+    ]
     # Each candidate's model is one task, so two workers fit both at once.
     fitted = map_function(fit_scale_models, per_mode, candidates, repeat(settings), repeat(seed))
     detectors = [

@@ -39,10 +39,11 @@ SELF_TEST_PROBES = 20
 
 def _changed(before: np.ndarray, after: np.ndarray) -> tuple[slice, slice] | None:
     """The bounding rows and columns of the pixels that differ (None: none do)."""
-    rows = np.flatnonzero(np.any(before != after, axis=1))
+    differs = before != after
+    rows = np.flatnonzero(np.any(differs, axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(np.any(before != after, axis=0))
+    cols = np.flatnonzero(np.any(differs, axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 

@@ -18,8 +18,8 @@ __all__ = ["PROBE_KINDS", "draw_probe_defect"]
 PROBE_KINDS = ("line", "spots", "stain", "missing_texture")
 
 
-def _segment_distance(shape: tuple[int, int], start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+def _segment_distance(rows: np.ndarray, cols: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Distance of each pixel (coordinates ``rows``, ``cols``) to the segment ``start``-``end``."""
     direction = end - start
     along = ((rows - start[0]) * direction[0] + (cols - start[1]) * direction[1]) / max(direction @ direction, 1e-12)
     along = np.clip(along, 0.0, 1.0)
@@ -62,7 +62,7 @@ def draw_probe_defect(image: np.ndarray, kind: str, rng: np.random.Generator, sc
         angle = rng.uniform(0.0, np.pi)
         half = 0.5 * length * np.array([np.sin(angle), np.cos(angle)])
         half_width = 0.5 * rng.uniform(1.0, 2.0) * scale
-        distance = _segment_distance((height, width), centre - half, centre + half)
+        distance = _segment_distance(rows, cols, centre - half, centre + half)
         weight = 0.55 * np.clip(half_width + 0.5 - distance, 0.0, 1.0)
         target = np.full_like(pixels, tone)
     elif kind == "spots":
