@@ -97,6 +97,7 @@ ABLATIONS = {
     "isotropic ridges instead of line filters": {"line_length": 0.0},
     "held-out quantile 0.999": {"held_out_quantile": 0.999},
     "image score = map maximum (format 4)": {"score_power": math.inf},
+    "blur 1 working pixel (fixed, before stop 29)": {"blur_sigma": 1.0},
 }
 
 
@@ -224,6 +225,8 @@ def _parse_overrides(pairs: list[str]) -> dict:
         field_type = type(getattr(DetectorSettings(), key))
         if key == "downscale":  # None (automatic) by default
             field_type = int
+        if key == "blur_sigma":  # None (automatic) by default
+            field_type = float
         if field_type is bool:
             overrides[key] = value.lower() in ("1", "true", "yes")
         elif field_type is tuple:

@@ -23,7 +23,7 @@ from spmcli.inspection.detector import (
     _average_patches,
     _resize_linear,
 )
-from spmcli.inspection.features import line_responses
+from spmcli.inspection.features import MAX_BLUR, blur_for_noise, line_responses, working_noise
 from spmcli.inspection.fitting import _mode_candidates, fit_detector
 from spmcli.inspection.overlay import CONTOUR_COLOUR, anomaly_overlay
 from spmcli.inspection.regions import REGION_FEATURES, Region, defect_mask
@@ -68,8 +68,12 @@ def draw(image: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
             mask |= (y - cy) ** 2 + (x - cx) ** 2 <= 6
         out[mask] = 0.05
     elif kind == "stain":
-        mask = (y - 40) ** 2 + (x - 30) ** 2 <= 12**2
-        out[mask] *= 0.55
+        # Darker by 45%, fading out over a few pixels at its rim as real stains
+        # do (a hard-edged disc is as much an edge as a stain: its rim's
+        # coding residual can be what sets it apart most).
+        distance = np.hypot(y - 40, x - 30)
+        mask = distance <= 12
+        out *= 1 - 0.45 / (1 + np.exp((distance - 12) / 1.5))
     elif kind == "missing_texture":
         mask = (np.abs(y - 36) <= 10) & (np.abs(x - 36) <= 10)
         out[mask] = image.mean()
@@ -571,3 +575,61 @@ def test_expert_settings_are_validated():
         DetectorSettings(held_out_quantile=1.0)
     record = DetectorSettings(experts=("joint",), one_sided_experts=()).to_record()
     assert DetectorSettings.from_record(record) == DetectorSettings(experts=("joint",), one_sided_experts=())
+
+
+@pytest.mark.parametrize(("downscale", "expected"), [(1, 0.04), (2, 0.02)])
+def test_working_noise_is_the_pixel_noise_relative_to_the_level(downscale, expected):
+    # White noise of 0.02 on a level of 0.5 is 4% of the level; averaging
+    # 2 x 2 pixels halves it.
+    flat = 0.5 + 0.02 * np.random.default_rng(0).standard_normal((240, 320))
+    settings = DetectorSettings(downscale=downscale)
+    assert working_noise(flat, settings) == pytest.approx(expected, rel=0.05)
+    assert working_noise(np.stack([flat] * 3, axis=-1), settings) == pytest.approx(expected, rel=0.05)
+
+
+def test_blur_follows_the_noise_of_the_good_images():
+    assert blur_for_noise(0.0) == 0.0
+    assert blur_for_noise(0.03) == pytest.approx(0.03 / (2 * math.sqrt(math.pi) * 0.02), abs=0.01)
+    assert blur_for_noise(10.0) == MAX_BLUR
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:80, 0:80]
+    pattern = 0.5 + 0.2 * np.sin(x / 3.0) * np.cos(y / 5.0)
+
+    def images(grain, count):
+        return [np.clip(pattern + grain * rng.standard_normal(pattern.shape), 0, 1) for _ in range(count)]
+
+    with pytest.warns(UserWarning, match="threshold is rough"):
+        clean, _ = fit_detector(images(0.002, 6), images(0.002, 4), seed=0, n_atoms=16)
+        grainy, grainy_detector = fit_detector(images(0.05, 6), images(0.05, 4), seed=0, n_atoms=16)
+        given, _ = fit_detector(
+            images(0.05, 6), images(0.05, 4), settings=DetectorSettings(blur_sigma=0.7), seed=0, n_atoms=16
+        )
+    clean_record, grainy_record = clean.metadata["detector"], grainy.metadata["detector"]
+    # Clean images are barely blurred; grain of 10% of the level the most, 1 pixel.
+    assert clean_record["settings"]["blur_sigma"] < 0.1
+    assert clean_record["good_image_noise"] < 0.01
+    assert grainy_record["good_image_noise"] == pytest.approx(0.1, rel=0.15)
+    assert grainy_record["settings"]["blur_sigma"] == blur_for_noise(grainy_record["good_image_noise"]) == MAX_BLUR
+    assert grainy_detector.settings.blur_sigma == grainy_record["settings"]["blur_sigma"]
+    assert grainy_record["requested_settings"]["blur_sigma"] is None
+    # A blur given is kept, and no noise is estimated.
+    assert given.metadata["detector"]["settings"]["blur_sigma"] == 0.7
+    assert given.metadata["detector"]["good_image_noise"] is None
+
+
+def test_blur_setting_is_validated():
+    assert DetectorSettings().blur_sigma is None
+    assert DetectorSettings(blur_sigma=1).blur_sigma == 1.0
+    for wrong in (-0.5, True, float("nan")):
+        with pytest.raises(ValueError, match="blur_sigma"):
+            DetectorSettings(blur_sigma=wrong)
+    with pytest.raises(ValueError, match="blur_sigma is chosen when learning"):
+        Detector(
+            atoms=dct_dictionary(8, 16),
+            patch_size=8,
+            settings=DetectorSettings(features=("structure", "contrast"), experts=("joint",), downscale=1),
+            mode="pooled",
+            mode_reason="",
+            scales=[],
+            image_shape=(0, 0),
+        ).score(np.full((32, 32), 0.5))

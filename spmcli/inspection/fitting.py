@@ -13,6 +13,7 @@ top-level so that process pools can pickle them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
@@ -26,6 +27,7 @@ from .detector import Detector, polarity_clip
 from .detector_file import DETECTOR_VERSION
 from .features import (
     NEAR_SIZE,
+    blur_for_noise,
     detector_planes,
     expert_columns,
     feature_names,
@@ -34,6 +36,7 @@ from .features import (
     scale_features,
     size_difference,
     uses_colour,
+    working_noise,
     working_pyramid,
 )
 from .mode_self_test import SELF_TEST_PROBES, mode_choice, self_test_scores
@@ -42,6 +45,8 @@ from .settings import DetectorSettings
 __all__ = ["calibration_score", "fit_detector", "fit_scale_models", "image_features", "image_levels"]
 
 MapFunction = Callable[..., Iterable[Any]]
+# The automatic blur follows the median noise of at most this many good images.
+NOISE_SAMPLE = 20
 
 
 def image_levels(
@@ -69,6 +74,14 @@ def _reporting(items: Iterable[Any], stage: str, total: int, callback: Callable 
         if callback is not None:
             callback(stage, done, total)
         yield item
+
+
+def _good_noise(good_images: Sequence[np.ndarray], settings: DetectorSettings) -> float:
+    """The median :func:`working_noise` of up to :data:`NOISE_SAMPLE` good
+    images spread over the list (cheap: a few milliseconds an image)."""
+    count = min(NOISE_SAMPLE, len(good_images))
+    picks = np.unique(np.linspace(0, len(good_images) - 1, count).round().astype(np.int64))
+    return float(np.median([working_noise(good_images[index], settings) for index in picks]))
 
 
 def _mode_candidates(settings: DetectorSettings, shapes: list[tuple[int, ...]]) -> tuple[tuple[str, ...], str]:
@@ -198,7 +211,8 @@ def fit_detector(
         At least 3 other defect-free images (20 or more for a reliable
         threshold; fewer warns), never learned from.
     settings : DetectorSettings, optional
-        Defaults: ``DetectorSettings()`` (mode ``"auto"``).
+        Defaults: ``DetectorSettings()`` (mode ``"auto"``, downscale and blur
+        chosen from the good images).
     patch_size, n_atoms, n_iterations, method, init, max_patches
         Dictionary learning, as in :func:`spmcli.sparse.learning.learn_dictionary`
         (sparsity is ``settings.sparsity``).
@@ -225,7 +239,8 @@ def fit_detector(
         ``metadata`` (mode, why, settings, counts, thresholds; with
         ``mode_self_test`` the number of probed images and each mode's
         geometric mean of probed score over threshold, or None when only one
-        mode was a candidate).
+        mode was a candidate; with ``good_image_noise`` the noise the
+        automatic blur was chosen from, or None when the blur was given).
     detector : Detector
 
     Raises
@@ -247,6 +262,10 @@ def fit_detector(
             settings = settings.without_colour()
         except ValueError:
             raise ValueError("the colour features need colour images, and some good images are grey") from None
+    noise = None
+    if settings.blur_sigma is None:
+        noise = _good_noise(good_images, settings)
+        settings = replace(settings, blur_sigma=blur_for_noise(noise))
     candidates, reason = _mode_candidates(settings, shapes)
     # An aligned detector resizes every image to the first good image's size.
     aligned_shape = shapes[0]
@@ -341,6 +360,7 @@ def fit_detector(
         "mode_reason": reason,
         "mode_self_test": self_test,
         "settings": settings.to_record(),
+        "good_image_noise": None if noise is None else round(noise, 5),
         "requested_settings": requested.to_record(),
         "features": list(names),
         "n_good_images": len(good_images),

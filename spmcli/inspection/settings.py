@@ -85,9 +85,14 @@ class DetectorSettings:
         :data:`WORKING_SIDE` (150) pixels (1 for crops under 300 pixels, 2 for
         300-599, 4 for 600-1199...), so that patches see about the same share
         of any image.
-    blur_sigma : float
+    blur_sigma : float or None
         Gaussian blur of each working image, in working pixels: suppresses
-        sensor noise and grain the decision should not depend on.
+        sensor noise and grain the decision should not depend on. ``None``
+        (default): chosen when learning from the good images' noise
+        (:func:`spmcli.inspection.features.blur_for_noise`): none on clean
+        images, where it would only wash out thin scratches, cracks and
+        spots, and 1 (the most) on images as grainy as the grass photograph
+        (BENCHMARKS.md, "How much blur").
     n_scales : int
         Working scales (each half the previous).
     stride : int
@@ -157,7 +162,7 @@ class DetectorSettings:
 
     mode: str = "auto"
     downscale: int | None = None
-    blur_sigma: float = 1.0
+    blur_sigma: float | None = None
     n_scales: int = 2
     stride: int = 4
     sparsity: int = 2
@@ -214,8 +219,10 @@ class DetectorSettings:
         if isinstance(self.score_power, bool) or not self.score_power >= 1:
             raise ValueError(f"score_power must be >= 1 (inf for the maximum), got {self.score_power!r}")
         self.score_power = float(self.score_power)
-        if not self.blur_sigma >= 0:
-            raise ValueError(f"blur_sigma must be >= 0, got {self.blur_sigma}")
+        if self.blur_sigma is not None:
+            if isinstance(self.blur_sigma, bool) or not self.blur_sigma >= 0:
+                raise ValueError(f"blur_sigma must be >= 0 or None, got {self.blur_sigma!r}")
+            self.blur_sigma = float(self.blur_sigma)
 
     def resolved(self, image_sides: list[int]) -> DetectorSettings:
         """These settings with an automatic ``downscale`` chosen for images
