@@ -99,10 +99,10 @@ from .settings import COLOUR_GROUPS, DetectorSettings, expert_groups
 __all__ = [
     "FEATURE_NAMES",
     "ScaleFeatures",
+    "blur_for_noise",
     "detector_planes",
     "feature_names",
     "feature_reach",
-    "blur_for_noise",
     "grey_image",
     "grey_plane",
     "has_colour",
