@@ -585,6 +585,9 @@ def test_working_noise_is_the_pixel_noise_relative_to_the_level(downscale, expec
     settings = DetectorSettings(downscale=downscale)
     assert working_noise(flat, settings) == pytest.approx(expected, rel=0.05)
     assert working_noise(np.stack([flat] * 3, axis=-1), settings) == pytest.approx(expected, rel=0.05)
+    # A perfectly flat image has no noise (the wavelet estimate alone is NaN there).
+    assert working_noise(np.zeros((64, 64)), settings) == 0.0
+    assert working_noise(np.full((64, 64), 0.4), settings) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_blur_follows_the_noise_of_the_good_images():
@@ -612,6 +615,10 @@ def test_blur_follows_the_noise_of_the_good_images():
     assert grainy_record["settings"]["blur_sigma"] == blur_for_noise(grainy_record["good_image_noise"]) == MAX_BLUR
     assert grainy_detector.settings.blur_sigma == grainy_record["settings"]["blur_sigma"]
     assert grainy_record["requested_settings"]["blur_sigma"] is None
+    # A black good image among them (no detail to estimate from) does not stop learning.
+    with pytest.warns(UserWarning, match="threshold is rough"):
+        flat_among, _ = fit_detector([np.zeros(pattern.shape), *images(0.002, 5)], images(0.002, 4), seed=0, n_atoms=16)
+    assert flat_among.metadata["detector"]["good_image_noise"] < 0.01
     # A blur given is kept, and no noise is estimated.
     assert given.metadata["detector"]["settings"]["blur_sigma"] == 0.7
     assert given.metadata["detector"]["good_image_noise"] is None

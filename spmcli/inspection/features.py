@@ -84,6 +84,7 @@ References
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -286,7 +287,14 @@ def working_noise(pixels: np.ndarray, settings: DetectorSettings) -> float:
     from skimage.restoration import estimate_sigma
 
     plane = _reduce(grey_image(pixels), settings.downscale or 1)
-    return float(estimate_sigma(plane)) / max(float(np.median(plane)), _GAIN_FLOOR)
+    with warnings.catch_warnings():
+        # A flat image leaves no nonzero detail coefficient to take the
+        # median of (numpy warns, and the estimate is NaN): it has no noise.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        noise = float(estimate_sigma(plane))
+    if not math.isfinite(noise):
+        noise = 0.0
+    return noise / max(float(np.median(plane)), _GAIN_FLOOR)
 
 
 def blur_for_noise(noise: float) -> float:
