@@ -21,6 +21,7 @@ from spmcli.cli import cli
 from spmcli.commands.detect import CSV_FIELDS
 from spmcli.inspection.calibration import calibrated_threshold, split_calibration
 from spmcli.inspection.detector import Detector, DetectorSettings, NoDetectorError
+from spmcli.inspection.features import blur_for_noise
 from spmcli.inspection.fitting import fit_detector
 from spmcli.inspection.overlay import anomaly_overlay, heat_colours
 from spmcli.sparse.dictionary import Dictionary, dct_dictionary, load_dictionary, save_dictionary
@@ -499,7 +500,27 @@ def test_learning_from_images_of_different_sizes_and_colour(tmp_path):
     result = CliRunner().invoke(cli, ["learn-dict", str(good), "-o", str(model), "--calibration-images", str(good)])
     assert result.exit_code == 0, result.output
     assert "Learned a pooled detector" in result.output and "Mode pooled:" in result.output
-    assert load_dictionary(model).metadata["detector"]["mode"] == "pooled"
+    record = load_dictionary(model).metadata["detector"]
+    assert record["mode"] == "pooled"
+    # The working images' scale and blur are chosen automatically, and said so.
+    noise = record["good_image_noise"]
+    assert noise > 0 and record["settings"]["blur_sigma"] == blur_for_noise(noise)
+    assert (
+        f"Working images: full size (from the good images' sizes), blur {record['settings']['blur_sigma']:.2f} "
+        f"working px (from the good images' pixel noise, {100 * noise:.1f}% of their level)"
+    ) in result.output
+
+
+def test_a_given_blur_and_downscale_are_kept_and_said(tmp_path, folders):
+    root, _ = folders
+    model = tmp_path / "given.npz"
+    arguments = ["learn-dict", str(root / "good"), "-o", str(model), "--calibration-images", str(root / "calib")]
+    result = CliRunner().invoke(cli, [*arguments, "--blur-sigma", "0.7", "--downscale", "1"])
+    assert result.exit_code == 0, result.output
+    record = load_dictionary(model).metadata["detector"]
+    assert record["settings"]["blur_sigma"] == 0.7 and record["good_image_noise"] is None
+    assert record["requested_settings"]["blur_sigma"] == 0.7
+    assert "Working images: full size, blur 0.70 working px\n" in result.output
 
 
 def test_a_colour_model_finds_a_tint_and_reports_a_grey_image(tmp_path):

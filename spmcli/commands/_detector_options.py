@@ -21,7 +21,7 @@ from ..sparse.dictionary import Dictionary
 from ._common import expand_images, given, progress_bar
 
 # Options that only mean something with --detector (--calibration-images implies it).
-DETECTOR_ONLY = ("calibration_share", "threshold_quantile", "mode", "polarity", "downscale")
+DETECTOR_ONLY = ("calibration_share", "threshold_quantile", "mode", "polarity", "downscale", "blur_sigma")
 
 # learn-dict options that take detector defaults when --detector is on and they
 # were not given: small, fast dictionaries code good texture and leave defects out.
@@ -82,6 +82,13 @@ def detector_options(function: Callable) -> Callable:
             default=None,
             help="Reduce images by this factor before looking at patches [default: automatic, keeping the good "
             "images' smaller side at 150 working pixels or more].",
+        ),
+        click.option(
+            "--blur-sigma",
+            type=click.FloatRange(0, 10),
+            default=None,
+            help="Gaussian blur of the working images, in working pixels [default: automatic, from the good "
+            "images' pixel noise: about 0 for clean images, at most 1 for grainy ones].",
         ),
     ]
     for option in reversed(options):
@@ -144,6 +151,7 @@ def learn_detector(
     mode: str,
     polarity: str,
     downscale: int | None,
+    blur_sigma: float | None,
     grayscale: bool,
     patch_size: int,
     n_atoms: int,
@@ -195,6 +203,7 @@ def learn_detector(
     settings = DetectorSettings(
         mode=mode,
         downscale=downscale,
+        blur_sigma=blur_sigma,
         sparsity=sparsity or DETECTOR_DEFAULTS["sparsity"],
         polarity=polarity,
         threshold_quantile=threshold_quantile,

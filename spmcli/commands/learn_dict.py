@@ -39,6 +39,20 @@ Examples:
 """
 
 
+def _working_images_line(record: dict) -> str:
+    """How the detector's working images are made, and which of it was chosen automatically."""
+    settings, requested = record["settings"], record["requested_settings"]
+    downscale = settings["downscale"]
+    size = "full size" if downscale == 1 else f"reduced 1/{downscale}"
+    if requested.get("downscale") is None:
+        size += " (from the good images' sizes)"
+    blur = f"blur {settings['blur_sigma']:.2f} working px"
+    noise = record.get("good_image_noise")
+    if noise is not None:
+        blur += f" (from the good images' pixel noise, {100 * noise:.1f}% of their level)"
+    return f"Working images: {size}, {blur}"
+
+
 def _save(dictionary: Dictionary, output: str, atoms_png: str | None) -> None:
     save_dictionary(dictionary, output)
     if atoms_png:
@@ -166,6 +180,7 @@ def command(
             f"({record['threshold_method']}), pixel threshold {record['pixel_threshold']:.3f} -> {output}",
         )
         say(ctx, f"Mode {mode}: {record['mode_reason']}")
+        say(ctx, _working_images_line(record))
         if record.get("failed_inputs"):
             ctx.exit(3)
         return
