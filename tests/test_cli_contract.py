@@ -151,7 +151,10 @@ def test_an_output_file_that_is_a_folder_is_a_usage_error(folder, tmp_path):
     ("arguments", "message"),
     [
         (["learn-dict", "{images}", "-o", "{out}/d.npz", "--mode", "aligned"], "--mode only applies with --detector"),
-        (["learn-dict", "{images}", "-o", "{out}/d.npz", "--blur-sigma", "1"], "--blur-sigma only applies with --detector"),
+        (
+            ["learn-dict", "{images}", "-o", "{out}/d.npz", "--blur-sigma", "1"],
+            "--blur-sigma only applies with --detector",
+        ),
         (
             ["learn-dict", "{images}", "-o", "{out}/d.npz", "--polarity", "dark", "--downscale", "1"],
             "--polarity, --downscale only apply with --detector",
