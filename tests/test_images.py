@@ -161,6 +161,24 @@ def test_non_finite_float_tiff_is_refused(tmp_path):
         read_image(tmp_path / "nan.tif")
 
 
+def test_a_tiff_of_several_images_is_refused_and_a_thumbnail_is_not(tmp_path):
+    """Reading the first page of a stack would drop the others without a word."""
+    image = RNG.random((16, 20)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([image] * 5))
+    tifffile.imwrite(tmp_path / "imagej.tif", (np.stack([image] * 4) * 255).astype(np.uint8), imagej=True)
+    with tifffile.TiffWriter(tmp_path / "two.tif") as writer:
+        writer.write(image)
+        writer.write(image[:8, :8])
+    for name, count in (("stack.tif", 5), ("imagej.tif", 4), ("two.tif", 2)):
+        with pytest.raises(ImageReadError, match=f"TIFF file holds {count} images"):
+            read_image(tmp_path / name)
+    # A reduced-resolution page (a thumbnail) is not another image.
+    with tifffile.TiffWriter(tmp_path / "thumbnail.tif") as writer:
+        writer.write(image)
+        writer.write(image[::4, ::4], subfiletype=1)
+    np.testing.assert_array_equal(read_image(tmp_path / "thumbnail.tif").pixels, image)
+
+
 def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path):
     # A PNG header claiming 100000 x 100000 pixels with no real data behind it.
     def chunk(name, body):

@@ -291,6 +291,14 @@ def _read_tiff(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarr
                 raise ImageReadError("TIFF file holds no image", path)
             page = tiff.pages[0]
             shape, axes = page.shape, page.axes
+            count = _tiff_image_count(tiff)
+            if count > 1:
+                # Reading the first page alone would drop the others without a word.
+                raise ImageReadError(
+                    f"TIFF file holds {count} images (pages or a stack); spmcli reads one image a file: "
+                    "save them as separate files",
+                    path,
+                )
             if "Y" not in axes or "X" not in axes:
                 raise ImageReadError(f"unsupported TIFF layout (axes {axes})", path)
             _check_pixel_limit(path, shape[axes.index("X")], shape[axes.index("Y")], max_pixels)
@@ -317,6 +325,18 @@ def _read_tiff(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarr
         raise ImageReadError(f"unsupported TIFF sample type {kind} (use 8/16-bit integers or float)", path)
     pixels, alpha = _split_alpha(array)
     return pixels, alpha, dtype
+
+
+def _tiff_image_count(tiff) -> int:
+    """The number of full-size images in a TIFF file: its pages and stacks
+    (tifffile's series), not counting reduced-resolution pages (thumbnails,
+    pyramid levels)."""
+    count = 0
+    for series in tiff.series:
+        first = series.pages[0] if series.pages else None
+        per_image = int(np.prod(first.shape)) if first is not None else 0
+        count += int(np.prod(series.shape)) // per_image if per_image else 1
+    return count
 
 
 def _describe(error: BaseException) -> str:
