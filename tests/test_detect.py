@@ -190,6 +190,10 @@ def test_heat_colours_and_overlay():
     assert np.allclose(overlay[5:7, 2:5], 0.5)  # the defect itself is left visible on the left panel
     right = overlay[:, 8 + 4 :]
     assert right[5, 3, 0] > right[5, 3, 2]  # hot colour where the map is high, on the right panel
+    # A float image in other units is shown on its own scale, not clipped to white.
+    raw = np.tile(np.linspace(0, 2000, 8), (8, 1))
+    shown = anomaly_overlay(raw, anomaly, 1.0)[:, :8, 0]
+    assert np.allclose(shown[0], np.linspace(0, 1, 8))
 
 
 # --- command line ------------------------------------------------------------------------

@@ -38,7 +38,13 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
 
 
 def _as_rgb(pixels: np.ndarray) -> np.ndarray:
-    pixels = np.clip(np.asarray(pixels, dtype=np.float64), 0.0, 1.0)
+    pixels = np.asarray(pixels, dtype=np.float64)
+    brightest = float(pixels.max(initial=0.0))
+    if brightest > 1.0:
+        # A float image in other units (the detector divides by the level, so
+        # it scores alike): shown on its own scale rather than clipped to white.
+        pixels = pixels / brightest
+    pixels = np.clip(pixels, 0.0, 1.0)
     if pixels.ndim == 2:
         return np.repeat(pixels[:, :, None], 3, axis=2)
     if pixels.shape[2] == 1:
@@ -61,7 +67,8 @@ def anomaly_overlay(
     Parameters
     ----------
     pixels : ndarray, shape (H, W) or (H, W, C)
-        The scored image, 0..1 (grey or colour).
+        The scored image, 0..1 (grey or colour); an image with values above 1
+        (a float image in other units) is shown divided by its maximum.
     anomaly_map : ndarray, shape (H, W)
         Its anomaly map (:attr:`ImageScore.anomaly_map`).
     pixel_threshold : float
