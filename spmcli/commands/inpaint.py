@@ -51,7 +51,7 @@ Examples:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output image (one input).")
 @click.option("--output-dir", type=click.Path(file_okay=False), default=None, help="Output folder (any inputs).")
 @click.option("--dict", "dict_path", type=click.Path(dir_okay=False), default=None,
-              help="Use this dictionary (.npz) instead of learning one from the image.")  # fmt: skip
+              help="Finish with a pass of sparse coding over this dictionary (.npz).")  # fmt: skip
 @click.option("--patch-size", type=click.IntRange(4, 32), default=8, show_default=True,
               help="Patch side in pixels (taken from --dict when given).")  # fmt: skip
 @click.option("--n-atoms", type=click.IntRange(16, 4096), default=256, show_default=True,
@@ -103,11 +103,13 @@ def command(
 
     Missing pixels are given by --mask (an image of the same size, nonzero =
     missing) or by --missing-value. The image is first filled by biharmonic
-    interpolation, then refined by iterative thresholding of overlapping patch
-    DCTs, then by sparse coding over a dictionary learned with K-SVD from the
-    image itself (or the --dict given). Several images (with --output-dir)
-    share one mask. Exit code 3 when an input fails (bad mask, every pixel
-    missing, unreadable file); the others are still processed.
+    interpolation (or a smooth fill for very large holes), then refined by
+    passes of collaborative hard thresholding (groups of similar patches in a
+    3-D DCT/Haar domain); with --dict, or --learn-iters N (a dictionary
+    learned with K-SVD from that estimate), one last pass of sparse coding.
+    Several images (with --output-dir) share one mask. Exit code 3 when an
+    input fails (bad mask, every pixel missing, unreadable file); the others
+    are still processed.
     """
     if (mask_path is None) == (missing_value is None):
         raise click.UsageError("give exactly one of --mask MASK or --missing-value V")
