@@ -8,7 +8,9 @@ labelled test cells), KolektorSDD (``../shared/data/ksdd``: 60 / 40 good images,
 247 good + 52 defective test images with masks) and a synthetic texture set
 (brick, gravel, grass crops with scratches, cracks, spots, stains and missing
 texture, with masks); ``--sets outside`` builds the same defects on a texture
-no parameter was chosen on (the moon's surface). Each method learns from the training images only and
+no parameter was chosen on (the moon's surface), ``--sets objects`` parts
+photographed one at a time, turned and moved (benchmarks/detect_objects.py),
+and ``--sets colour`` two colour textures. Each method learns from the training images only and
 takes its threshold from the calibration images' scores alone (quantile 0.95).
 
 Reported: image AUROC and average precision, accuracy and F1 at the calibrated
@@ -26,7 +28,7 @@ The spmcli rows call :func:`spmcli.inspection.detector.fit_detector` and
 Usage::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/bench_detect.py \\
-        [--sets elpv-mono elpv-poly ksdd synthetic outside] [--subset dev|holdout|all] \\
+        [--sets elpv-mono elpv-poly ksdd synthetic outside objects colour] [--subset dev|holdout|all] \\
         [--methods spmcli release pca intensity] [--ablation] [--set name=value ...]
 
 ``--subset dev`` / ``holdout``: even / odd rows of the ELPV and KolektorSDD
@@ -67,6 +69,7 @@ from detect_data import (
     load_ksdd,
     synthetic_set,
 )
+from detect_objects import OBJECT_DEFECT_KINDS, OBJECTS, object_set
 
 from spmcli.inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
 from spmcli.inspection.fitting import fit_detector
@@ -75,6 +78,8 @@ from spmcli.io.images import to_grey
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUANTILE = 0.95
+# Defect kinds in the order the tables list them.
+KIND_ORDER = (*COLOUR_DEFECT_KINDS, *(kind for kind in OBJECT_DEFECT_KINDS if kind not in COLOUR_DEFECT_KINDS))
 # Ablation: one change at a time from the default settings.
 ABLATIONS = {
     "no structure (coding residual)": {"features": ("code", "contrast", "intensity", "orientation", "lines", "spots")},
@@ -208,6 +213,8 @@ def load_sets(names: list[str], data: Path, subset: str, split: str = "quadrants
             sets.extend(synthetic_set(texture, seed, split=split) for texture in TEXTURES)
         elif name == "outside":
             sets.extend(synthetic_set(texture, seed, split=split) for texture in OUTSIDE_TEXTURES)
+        elif name == "objects":
+            sets.extend(object_set(part, seed) for part in OBJECTS)
         elif name == "colour":
             sets.extend(
                 synthetic_set(texture, seed, split=split, defect_kinds=COLOUR_DEFECT_KINDS)
@@ -285,9 +292,7 @@ def main() -> None:
                 kinds = "-"
                 if dataset.defect_types and len(set(dataset.defect_types) - {""}) > 1:
                     per_kind = auroc_per_type(dataset.labels, scores, dataset.defect_types)
-                    kinds = ", ".join(
-                        f"{kind} {per_kind[kind]:.3f}" for kind in COLOUR_DEFECT_KINDS if kind in per_kind
-                    )
+                    kinds = ", ".join(f"{kind} {per_kind[kind]:.3f}" for kind in KIND_ORDER if kind in per_kind)
                 print(
                     f"| {dataset.name} ({len(dataset.test)}) | {name} | {metrics.auroc:.3f} | "
                     f"{metrics.average_precision:.3f} | {metrics.accuracy:.3f} | {metrics.f1:.3f} | {pixel} | "
