@@ -15,11 +15,13 @@ aligned parts (ELPV, KolektorSDD). No detector parameter was chosen on these.
 Every picture is 160 x 160 pixels (so ``auto`` compares both modes); the
 part's centre moves by up to 6 px, it turns by any angle, the light's gain
 varies by +-15% with a gradient of up to +-10% across the picture, and the
-camera adds noise of 1% of full scale. Defects are those of the texture set
-(``detect_data.draw_defect``), kept on the part's face (the hole and the
-background are left as they were, and so is the mask), and one more kind,
-``broken``: a bite out of the part's outer rim (10-16 px radius), where the
-background shows.
+camera adds noise of 1% of full scale. 40 parts to learn from, 25 to
+calibrate, 60 good test parts and 20 of each defect kind: those of the
+texture set (``detect_data.draw_defect``), kept on the part's face (where a
+drawn defect crosses the hole or the background, those pixels, and its
+mask there, are left clean; a defect with fewer than 8 pixels left on the
+face is drawn again), and ``broken``: a bite of 10-16 px radius out of the
+part's outer rim, where the background shows.
 """
 
 from __future__ import annotations
