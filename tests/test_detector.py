@@ -329,6 +329,9 @@ def test_auto_mode_chooses_aligned_for_a_fixed_layout():
     self_test = dictionary.metadata["detector"]["mode_self_test"]
     ratios = self_test["probe_over_threshold"]
     assert self_test["n_images"] == self_test["n_probes"] == 20 and ratios["aligned"] > ratios["pooled"] > 0
+    # ... by more than one standard error of the probes, so it is not the simpler pooled mode.
+    lead = self_test["lead"]
+    assert lead["mode"] == "aligned" and lead["log_lead"] > lead["standard_error"] > 0
     assert detector.mode_reason.startswith("20 probe defects drawn on 20 calibration images score ")
     assert f"{ratios['aligned']:.2f}x the threshold aligned against {ratios['pooled']:.2f}x pooled" in (
         detector.mode_reason

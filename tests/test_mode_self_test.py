@@ -3,6 +3,8 @@ again only near the probe, with the same result as scoring them whole."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -16,7 +18,13 @@ from spmcli.inspection.features import (
     working_pyramid,
 )
 from spmcli.inspection.fitting import fit_detector
-from spmcli.inspection.mode_self_test import SELF_TEST_PROBES, probe_margin, self_test_scores
+from spmcli.inspection.mode_self_test import (
+    SELF_TEST_PROBES,
+    lead_and_standard_error,
+    mode_choice,
+    probe_margin,
+    self_test_scores,
+)
 from spmcli.inspection.probe_defects import PROBE_KINDS, draw_probe_defect
 from spmcli.sparse.dictionary import dct_dictionary
 
@@ -153,3 +161,56 @@ def test_near_sizes_compare_both_modes_and_resize_only_other_sizes():
     assert dictionary.metadata["detector"]["mode_self_test"]["n_probes"] == SELF_TEST_PROBES
     assert detector.mode == "aligned" and detector.image_shape == (96, 96)
     assert calls["features"] == len(good) + sum(height != 96 for height in heights)
+
+
+def _self_test(probe_ratios, seed=0):
+    """20 tested images, one probe each: clean scores alike in both modes,
+    the pooled probe scores 2-3, the aligned ones ``probe_ratios`` times them."""
+    rng = np.random.default_rng(seed)
+    tested = []
+    for ratio in probe_ratios:
+        clean = np.array([[1.0, 1.0], [2.0, 2.5]]) * rng.uniform(0.9, 1.1)
+        pooled = rng.uniform(2.0, 3.0)
+        tested.append((clean, np.array([[pooled, pooled * ratio]])))
+    return tested
+
+
+MODES = [SimpleNamespace(mode="pooled"), SimpleNamespace(mode="aligned")]
+
+
+def test_aligned_is_chosen_when_it_leads_by_more_than_a_standard_error():
+    chosen, reason, record, known = mode_choice(MODES, _self_test([1.5] * 10 + [1.7] * 10), 0.95)
+    assert chosen == 1 and "so the simpler" not in reason
+    lead = record["lead"]
+    assert lead["mode"] == "aligned" and lead["log_lead"] > lead["standard_error"] > 0
+    assert reason.startswith("20 probe defects drawn on 20 calibration images score ")
+    assert "x the threshold aligned against " in reason
+    assert [peak for _, peak in known] == [clean[1, 1] for clean, _ in _self_test([1.5] * 10 + [1.7] * 10)]
+
+
+def test_a_lead_within_one_standard_error_keeps_the_simpler_pooled_mode():
+    # Aligned ahead on average (geometric mean 1.1x) but probe by probe either way.
+    ratios = [3.0, 0.4] * 10
+    chosen, reason, record, known = mode_choice(MODES, _self_test(ratios), 0.95)
+    lead = record["lead"]
+    assert 0 < lead["log_lead"] < lead["standard_error"]
+    assert record["probe_over_threshold"]["aligned"] > record["probe_over_threshold"]["pooled"]
+    assert chosen == 0
+    assert reason.endswith(
+        f"; aligned's lead ({lead['log_lead']:.2f} in log units) is within one standard error of the probes "
+        f"({lead['standard_error']:.2f}), so the simpler pooled mode is kept"
+    )
+    assert [peak for _, peak in known] == [clean[1, 0] for clean, _ in _self_test(ratios)]
+    # The lead and its error are those of the paired log differences.
+    probed = np.concatenate([probes for _, probes in _self_test(ratios)])
+    differences = np.log(probed[:, 1]) - np.log(probed[:, 0])
+    margins = [probe_margin(np.stack([c for c, _ in _self_test(ratios)])[:, 0, k], probed[:, k], 0.95) for k in (0, 1)]
+    assert lead_and_standard_error(probed, margins, 0, 1) == pytest.approx(
+        (margins[1] - margins[0], np.std(differences, ddof=1) / np.sqrt(20))
+    )
+
+
+def test_pooled_is_kept_when_it_leads():
+    chosen, reason, record, _ = mode_choice(MODES, _self_test([0.5] * 20), 0.95)
+    assert chosen == 0 and "x the threshold pooled against " in reason and "so the simpler" not in reason
+    assert record["lead"]["mode"] == "aligned" and record["lead"]["log_lead"] < 0

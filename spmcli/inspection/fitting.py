@@ -237,9 +237,10 @@ def fit_detector(
     dictionary : Dictionary
         With the detector's state in ``extras`` and a ``detector`` record in
         ``metadata`` (mode, why, settings, counts, thresholds; with
-        ``mode_self_test`` the number of probed images and each mode's
-        geometric mean of probed score over threshold, or None when only one
-        mode was a candidate; with ``good_image_noise`` the noise the
+        ``mode_self_test`` the number of probed images, each mode's
+        geometric mean of probed score over threshold and aligned's lead
+        over pooled with its standard error (``lead``), or None when only
+        one mode was a candidate; with ``good_image_noise`` the noise the
         automatic blur was chosen from, or None when the blur was given).
     detector : Detector
 
