@@ -1,6 +1,7 @@
 """The mode self-test of ``auto``: probe defects drawn on calibration images,
 scored by each candidate detector (pooled, aligned), and the mode that puts
-them furthest above its own threshold (:mod:`spmcli.inspection.fitting`
+them furthest above its own threshold, aligned only when its lead is more
+than one standard error of the probes (:mod:`spmcli.inspection.fitting`
 runs it; :mod:`spmcli.inspection.probe_defects` draws the probes).
 
 A probe changes a small part of an image, so only the patches near it are
