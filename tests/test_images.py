@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image as PILImage
+from PIL import ImageOps
 
 from spmcli.errors import ImageReadError, ImageWriteError, SpmcliError
 from spmcli.io.atomic import forget_written, written_paths
-from spmcli.io.images import find_images, read_image, to_dtype, write_image
+from spmcli.io.images import find_images, probe_image, read_image, to_dtype, write_image
 
 RNG = np.random.default_rng(0)
 CASES = {
@@ -177,6 +178,25 @@ def test_a_tiff_of_several_images_is_refused_and_a_thumbnail_is_not(tmp_path):
         writer.write(image)
         writer.write(image[::4, ::4], subfiletype=1)
     np.testing.assert_array_equal(read_image(tmp_path / "thumbnail.tif").pixels, image)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_exif_orientation_is_applied_so_the_image_is_read_as_displayed(tmp_path, orientation, suffix):
+    """A camera's JPEG stores the sensor's rows and an EXIF tag saying how to
+    turn them; read otherwise, an output would be shown turned against its input."""
+    stored = RNG.integers(0, 256, (10, 16, 3), dtype=np.uint8)
+    picture = PILImage.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"photo{suffix}"
+    picture.save(path, exif=exif.tobytes(), **({"quality": 95} if suffix == ".jpg" else {}))
+    with PILImage.open(path) as reference:
+        displayed = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+    image = read_image(path)
+    assert image.pixels.shape == displayed.shape
+    np.testing.assert_array_equal(np.rint(image.pixels * 255).astype(np.uint8), displayed)
+    assert probe_image(path) == (displayed.shape[1], displayed.shape[0])
 
 
 def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path):

@@ -329,3 +329,22 @@ def test_real_subprocess(tmp_path, grey_png):
     assert "weight 0.08 (given), chambolle" in completed.stdout
     denoised = read_image(output).pixels
     assert tv.total_variation(denoised) < tv.total_variation(read_image(grey_png).pixels)
+
+
+def test_a_photo_turned_by_its_exif_tag_comes_out_displayed_the_same_way(tmp_path):
+    # A phone's portrait photo: landscape sensor rows and EXIF orientation 6.
+    stored = np.zeros((60, 100, 3), np.uint8)
+    stored[:, :50] = 200
+    picture = PILImage.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = 6
+    source = tmp_path / "portrait.jpg"
+    picture.save(source, exif=exif.tobytes(), quality=95)
+    output = tmp_path / "out.png"
+    result = CliRunner().invoke(cli, ["tv-denoise", str(source), "-o", str(output), "--weight", "0.05"])
+    assert result.exit_code == 0, result.output
+    with PILImage.open(output) as written:
+        assert written.size == (60, 100) and written.getexif().get(0x0112) is None
+        upright = np.asarray(written.convert("L"), dtype=float)
+    # The bright half is at the top, as the photo is shown, not on the left as stored.
+    assert upright[:45].mean() > 150 > 50 > upright[55:].mean()

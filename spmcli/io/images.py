@@ -203,6 +203,8 @@ def probe_image(path: str | Path, *, max_pixels: int | None = None) -> tuple[int
                 warnings.simplefilter("ignore")
                 with PILImage.open(path) as picture:
                     width, height = int(picture.width), int(picture.height)
+                    if _exif_orientation(picture) >= 5:  # displayed turned by a quarter
+                        width, height = height, width
     except Exception as error:  # any parser error means a bad header
         raise ImageReadError(f"corrupt {kind} file ({_describe(error)})", path) from None
     finally:
@@ -247,6 +249,7 @@ def _read_with_pillow(path: Path, kind: str, max_pixels: int | None) -> tuple[np
                 try:
                     picture.load()
                     array, dtype = _pillow_to_array(picture)
+                    array = _upright(array, _exif_orientation(picture))
                 except ImageReadError:
                     raise
                 except Exception as error:
@@ -257,6 +260,47 @@ def _read_with_pillow(path: Path, kind: str, max_pixels: int | None) -> tuple[np
         PILImage.MAX_IMAGE_PIXELS = previous_limit
     pixels, alpha = _split_alpha(array)
     return pixels, alpha, dtype
+
+
+# EXIF orientation tag (cameras and phones store the sensor's rows and say how
+# to turn them): every spmcli command works on, and writes, the image as it is
+# displayed, so an output is never shown turned against its input.
+_EXIF_ORIENTATION = 0x0112
+
+
+def _exif_orientation(picture: PILImage.Image) -> int:
+    """The EXIF orientation (1-8) of an open image; 1 (as stored) when absent or unreadable."""
+    try:
+        value = int(picture.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a malformed EXIF block does not make the pixels unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+# Per EXIF orientation: (transpose, flip the rows, flip the columns) to show it upright.
+_UPRIGHT = {
+    1: (False, False, False),
+    2: (False, False, True),
+    3: (False, True, True),
+    4: (False, True, False),
+    5: (True, False, False),
+    6: (True, False, True),
+    7: (True, True, True),
+    8: (True, True, False),
+}
+
+
+def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """``array`` (rows, columns[, channels]) turned as EXIF ``orientation``
+    says it is displayed (what Pillow's ``ImageOps.exif_transpose`` does)."""
+    transpose, flip_rows, flip_columns = _UPRIGHT.get(orientation, _UPRIGHT[1])
+    if transpose:
+        array = np.swapaxes(array, 0, 1)
+    if flip_rows:
+        array = array[::-1]
+    if flip_columns:
+        array = array[:, ::-1]
+    return np.ascontiguousarray(array)
 
 
 def _pillow_to_array(picture: PILImage.Image) -> tuple[np.ndarray, str]:
