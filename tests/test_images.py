@@ -199,6 +199,19 @@ def test_exif_orientation_is_applied_so_the_image_is_read_as_displayed(tmp_path,
     assert probe_image(path) == (displayed.shape[1], displayed.shape[0])
 
 
+def test_a_broken_link_among_images_is_listed_and_refused_with_its_cause(tmp_path):
+    PILImage.fromarray(RNG.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (tmp_path / "alias.png").symlink_to(tmp_path / "good.png")
+    listed = [path.name for path in find_images([str(tmp_path)])]
+    assert listed == ["alias.png", "gone.png", "good.png"]
+    assert [path.name for path in find_images([str(tmp_path / "g*.png")])] == ["gone.png", "good.png"]
+    assert [path.name for path in find_images([str(tmp_path / "gone.png")])] == ["gone.png"]
+    with pytest.raises(ImageReadError, match=r"broken symbolic link \(its target .*deleted.png does not exist\)"):
+        read_image(tmp_path / "gone.png")
+    assert read_image(tmp_path / "alias.png").pixels.shape == (8, 8)
+
+
 def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path):
     # A PNG header claiming 100000 x 100000 pixels with no real data behind it.
     def chunk(name, body):

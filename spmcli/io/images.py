@@ -129,6 +129,8 @@ def _check_pixel_limit(path: Path, width: int, height: int, max_pixels: int | No
 def _head(path: Path) -> tuple[bytes, str]:
     """The first bytes of an image file and its format; ImageReadError for anything else."""
     if not path.exists():
+        if path.is_symlink():
+            raise ImageReadError(f"broken symbolic link (its target {os.readlink(path)} does not exist)", path)
         raise ImageReadError("no such file", path)
     if path.is_dir():
         raise ImageReadError("is a folder, not an image file", path)
@@ -586,6 +588,12 @@ def write_image(
 # --- IMAGES arguments ----------------------------------------------------------------
 
 
+def _is_file_or_broken_link(path: Path) -> bool:
+    """A file, or a symbolic link to nothing: listed, so that reading it says
+    "broken symbolic link" rather than the link being left out without a word."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
+
+
 def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
 
@@ -641,17 +649,21 @@ def find_images(arguments: list[str] | tuple[str, ...], skipped: list[Path] | No
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            images = sorted(child for child in path.iterdir() if child.is_file() and _is_image_name(child))
+            images = sorted(
+                child for child in path.iterdir() if _is_file_or_broken_link(child) and _is_image_name(child)
+            )
             images = own_outputs_removed(images)
             if not images:
                 raise SpmcliError("folder holds no image files (.png, .jpg, .tif, .bmp)", argument)
             for image in images:
                 add(image)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             add(path)
         elif glob.has_magic(argument):
             matches = sorted(Path(match) for match in glob.glob(argument, recursive=True))
-            images = own_outputs_removed([match for match in matches if match.is_file() and _is_image_name(match)])
+            images = own_outputs_removed(
+                [match for match in matches if _is_file_or_broken_link(match) and _is_image_name(match)]
+            )
             if not images:
                 raise SpmcliError("pattern matches no image files", argument)
             for image in images:
