@@ -120,7 +120,14 @@ def test_pickled_content_is_never_loaded(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"", "corrupt or truncated"), (b"hello world", "not an spmcli dictionary"), (b"PK\x03\x04garbage", "corrupt")],
+    [
+        (b"", "not an spmcli dictionary: empty file"),
+        (b"hello world", "not an spmcli dictionary: not an .npz archive$"),
+        (b"PK\x03\x04garbage", "corrupt"),
+        # An image given as --dict by mistake: said so, not taken for a pickle.
+        (b"II*\x00" + bytes(28), "not an spmcli dictionary: a TIFF image$"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(24), "not an spmcli dictionary: a PNG image$"),
+    ],
 )
 def test_non_archives_are_refused(tmp_path, content, message):
     path = tmp_path / "x.npz"

@@ -103,7 +103,9 @@ class Image:
         return 1.0
 
 
-def _sniff(head: bytes) -> str | None:
+def image_format(head: bytes) -> str | None:
+    """The image format ("PNG", "JPEG", "BMP", "TIFF") a file's first bytes
+    announce, or None."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if head.startswith(b"\xff\xd8\xff"):
@@ -141,7 +143,7 @@ def _head(path: Path) -> tuple[bytes, str]:
         raise ImageReadError(f"cannot read file: {error.strerror or error}", path) from None
     if not head:
         raise ImageReadError("empty file (0 bytes)", path)
-    kind = _sniff(head)
+    kind = image_format(head)
     if kind is None:
         raise ImageReadError("not an image file (not PNG, JPEG, TIFF or BMP)", path)
     return head, kind

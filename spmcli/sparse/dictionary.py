@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import DictionaryFormatError
 from ..io.atomic import atomic_path
+from ..io.images import image_format
 
 __all__ = [
     "FORMAT_VERSION",
@@ -284,6 +285,24 @@ def _scalar_str(archive: Any, key: str, path: Path) -> str:
     return str(value)
 
 
+def _check_archive_head(path: Path) -> None:
+    """Refuse a file that is not a ZIP archive (what .npz is) by its first
+    bytes: ``np.load`` would otherwise take it for a pickle and say so."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as error:
+        raise DictionaryFormatError(f"cannot read dictionary: {error.strerror or error}", path) from None
+    if not head:
+        raise DictionaryFormatError("not an spmcli dictionary: empty file (0 bytes)", path)
+    if head.startswith(b"\x93NUMPY"):
+        raise DictionaryFormatError("not an spmcli dictionary: a single array, not an .npz archive", path)
+    if not head.startswith(b"PK"):
+        kind = image_format(head)
+        what = f"a {kind} image" if kind else "not an .npz archive"
+        raise DictionaryFormatError(f"not an spmcli dictionary: {what}", path)
+
+
 def load_dictionary(path: str | Path) -> Dictionary:
     """Read and validate a dictionary file written by :func:`save_dictionary`.
 
@@ -293,6 +312,7 @@ def load_dictionary(path: str | Path) -> Dictionary:
     path = Path(path)
     if not path.is_file():
         raise DictionaryFormatError("no such dictionary file", path)
+    _check_archive_head(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
