@@ -34,7 +34,7 @@ _EXPORTS = {
     "ImageWriteError": "errors",
     "SpmcliError": "errors",
     "Image": "io.images",
-    "find_images": "io.images",
+    "find_images": "io.finding",
     "read_image": "io.images",
     "write_image": "io.images",
     "SparseCodes": "sparse.omp",

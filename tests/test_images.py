@@ -9,7 +9,8 @@ from PIL import ImageOps
 
 from spmcli.errors import ImageReadError, ImageWriteError, SpmcliError
 from spmcli.io.atomic import forget_written, written_paths
-from spmcli.io.images import find_images, probe_image, read_image, to_dtype, write_image
+from spmcli.io.finding import find_images
+from spmcli.io.images import probe_image, read_image, to_dtype, write_image
 
 RNG = np.random.default_rng(0)
 CASES = {

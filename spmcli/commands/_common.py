@@ -14,7 +14,8 @@ import click
 from tqdm import tqdm
 
 from ..errors import SpmcliError
-from ..io.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, find_images
+from ..io.finding import find_images
+from ..io.images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS
 
 
 def is_quiet(ctx: click.Context) -> bool:

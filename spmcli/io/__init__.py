@@ -11,7 +11,7 @@ _EXPORTS = {
     "DEFAULT_MAX_PIXELS": "images",
     "IMAGE_EXTENSIONS": "images",
     "Image": "images",
-    "find_images": "images",
+    "find_images": "finding",
     "read_image": "images",
     "to_dtype": "images",
     "to_grey": "images",
@@ -19,5 +19,5 @@ _EXPORTS = {
     "atomic_path": "atomic",
     "atomic_write_text": "atomic",
 }
-__getattr__, __dir__ = lazy_attributes(__name__, globals(), _EXPORTS, ("images", "atomic"))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _EXPORTS, ("images", "finding", "atomic"))
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,5 @@
-"""Reading and writing images, and expanding IMAGES arguments.
+"""Reading and writing images (IMAGES arguments are expanded by
+:mod:`spmcli.io.finding`).
 
 Reading gives float64 pixels: integer images are scaled to [0, 1] (uint8 by
 255, uint16 by 65535); float TIFFs are taken as they are (on the 0..1 scale by
@@ -13,7 +14,6 @@ before any pixel is decoded.
 
 from __future__ import annotations
 
-import glob
 import os
 import struct
 import warnings
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image as PILImage
 
-from ..errors import ImageReadError, ImageWriteError, SpmcliError
+from ..errors import ImageReadError, ImageWriteError
 from .atomic import atomic_path
 
 __all__ = [
@@ -34,8 +34,7 @@ __all__ = [
     "Image",
     "read_image",
     "write_image",
-    "find_images",
-    "is_spmcli_output",
+    "image_format",
     "probe_image",
     "to_dtype",
     "to_grey",
@@ -537,7 +536,7 @@ def write_image(
 
     ``marker`` (PNG and TIFF only) is stored as the file's "Software" text:
     :data:`OUTPUT_MARKER` marks spmcli's own pictures (heatmaps, overlays,
-    masks), which :func:`find_images` then never takes as inputs.
+    masks), which :func:`spmcli.io.finding.find_images` then never takes as inputs.
     """
     path = Path(path)
     file_format = output_format(path)
@@ -585,91 +584,3 @@ def write_image(
     except OSError as error:
         raise ImageWriteError(f"cannot write image: {error.strerror or error}", path) from None
     return dtype
-
-
-# --- IMAGES arguments ----------------------------------------------------------------
-
-
-def _is_file_or_broken_link(path: Path) -> bool:
-    """A file, or a symbolic link to nothing: listed, so that reading it says
-    "broken symbolic link" rather than the link being left out without a word."""
-    return path.is_file() or (path.is_symlink() and not path.exists())
-
-
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-
-
-def is_spmcli_output(path: str | Path) -> bool:
-    """Whether ``path`` is one of spmcli's own pictures (written with
-    :data:`OUTPUT_MARKER`): a heatmap, overlay or mask. Reads the header only."""
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".tif", ".tiff"):
-        return False
-    try:
-        if path.suffix.lower() == ".png":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with PILImage.open(path) as picture:
-                    return picture.info.get("Software", "") == OUTPUT_MARKER
-        import tifffile
-
-        with tifffile.TiffFile(path) as tiff:
-            return bool(tiff.pages) and tiff.pages[0].software == OUTPUT_MARKER
-    except Exception:  # an unreadable file is not ours; reading it later says what is wrong
-        return False
-
-
-def find_images(arguments: list[str] | tuple[str, ...], skipped: list[Path] | None = None) -> list[Path]:
-    """Expand files, folders and glob patterns into a stable list of image paths.
-
-    A file named explicitly is kept whatever its extension (reading it then
-    says what is wrong); a folder contributes its image files (by extension,
-    not recursively, hidden files skipped) sorted by name; a pattern (quoted
-    so the shell leaves it alone) contributes the image files it matches,
-    sorted. Folders and patterns never contribute spmcli's own pictures
-    (:func:`is_spmcli_output`: heatmaps, overlays, masks written into a folder
-    that is also an input); they are appended to ``skipped`` when given.
-    Duplicates are dropped, keeping the first. An argument that matches
-    nothing raises :class:`SpmcliError`.
-    """
-    found: list[Path] = []
-    seen: set[str] = set()
-
-    def own_outputs_removed(images: list[Path]) -> list[Path]:
-        kept = [image for image in images if not is_spmcli_output(image)]
-        if skipped is not None:
-            skipped.extend(image for image in images if image not in kept)
-        return kept
-
-    def add(path: Path) -> None:
-        key = os.path.normcase(os.path.abspath(path))
-        if key not in seen:
-            seen.add(key)
-            found.append(path)
-
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            images = sorted(
-                child for child in path.iterdir() if _is_file_or_broken_link(child) and _is_image_name(child)
-            )
-            images = own_outputs_removed(images)
-            if not images:
-                raise SpmcliError("folder holds no image files (.png, .jpg, .tif, .bmp)", argument)
-            for image in images:
-                add(image)
-        elif path.exists() or path.is_symlink():
-            add(path)
-        elif glob.has_magic(argument):
-            matches = sorted(Path(match) for match in glob.glob(argument, recursive=True))
-            images = own_outputs_removed(
-                [match for match in matches if _is_file_or_broken_link(match) and _is_image_name(match)]
-            )
-            if not images:
-                raise SpmcliError("pattern matches no image files", argument)
-            for image in images:
-                add(image)
-        else:
-            raise SpmcliError("no such file or folder", argument)
-    return found
