@@ -480,6 +480,20 @@ def test_labels_and_ground_truth_masks_give_the_evaluation(folders, tmp_path):
     assert set(evaluation["auroc_per_type"]) == {"blotch", "scratch"}
     assert evaluation["n_masks"] == 3 and 0.5 < evaluation["pixel_auroc"] <= 1 and 0 <= evaluation["aupro"] <= 1
     assert not any("evaluation_map" in record for record in payload["records"])
+    assert evaluation["n_inputs_without_label"] == 0 and evaluation["labels_without_input"] == []
+    # Inputs without a label, and rows naming no input (a mistyped path), are said and recorded.
+    partial = tmp_path / "partial.csv"
+    partial.write_text("\n".join([*rows[:3], "elsewhere/missing.png,1,scratch"]) + "\n")
+    report = tmp_path / "partial.json"
+    result = CliRunner().invoke(
+        cli, ["detect", str(root / "incoming"), "--dict", str(model), "--labels", str(partial), "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"4 input(s) have no label in {partial}: not evaluated" in result.output
+    missing = str(tmp_path / "elsewhere" / "missing.png")
+    assert f"1 row(s) of {partial} name no input, e.g. {missing}: not evaluated" in result.output
+    evaluation = json.loads(report.read_text())["evaluation"]
+    assert evaluation["n_inputs_without_label"] == 4 and evaluation["labels_without_input"] == [missing]
     # --ground-truth-masks alone, and a labels file without the columns, are refused up front.
     alone = CliRunner().invoke(cli, ["detect", str(root / "incoming"), "--dict", str(model),
                                      "--ground-truth-masks", str(truth)])  # fmt: skip

@@ -13,7 +13,7 @@ import click
 from ..batch import BatchResult, Task
 from ..inspection.database import InspectionDatabase
 from ..tasks import detect as task_module
-from ..tasks.labels import evaluate, find_ground_truth, match_labels, read_labels
+from ..tasks.labels import evaluate, find_ground_truth, match_labels, read_labels, unused_labels
 from ._batch import batch_options, command_line, resolve_workers, run_batch
 from ._common import (
     expand_images,
@@ -229,9 +229,17 @@ def command(
         raise click.UsageError("--skip-existing needs per-image outputs to look for (--heatmap-dir or --masks-dir)")
     heatmaps = prepare_output_dir(heatmap_dir, "--heatmap-dir") if heatmap_dir is not None else None
     masks = prepare_output_dir(masks_dir, "--masks-dir") if masks_dir is not None else None
-    labels = match_labels(paths, read_labels(labels_path)) if labels_path is not None else [None] * len(paths)
-    if labels_path is not None and any(label is None for label in labels):
-        say(ctx, f"{sum(label is None for label in labels)} input(s) have no label in {labels_path}: not evaluated")
+    labels: list = [None] * len(paths)
+    unused: list = []
+    if labels_path is not None:
+        rows = read_labels(labels_path)
+        labels = match_labels(paths, rows)
+        unused = unused_labels(rows, labels)
+        if any(label is None for label in labels):
+            say(ctx, f"{sum(label is None for label in labels)} input(s) have no label in {labels_path}: not evaluated")
+        if unused:
+            # A mistyped path or folder shows here, rather than as a smaller evaluation.
+            say(ctx, f"{len(unused)} row(s) of {labels_path} name no input, e.g. {unused[0].path}: not evaluated")
     # Opened first, then the model read: a bad database or model is one error before any image is scored.
     database = InspectionDatabase.open(database_path) if database_path is not None else None
     detector = task_module.load_detector(dictionary_path)
@@ -308,6 +316,8 @@ def command(
             records = [record | evaluation_data.get(record["input"], {}) for record in result.records]
             header["evaluation"] = evaluate(records, labels, used_threshold)
             header["evaluation"]["labels"] = labels_path
+            header["evaluation"]["n_inputs_without_label"] = sum(label is None for label in labels)
+            header["evaluation"]["labels_without_input"] = [label.path for label in unused]
             say(ctx, _evaluation_line(header["evaluation"]))
         if database is not None:
             for record in result.records:

@@ -13,7 +13,7 @@ from ..errors import SpmcliError
 from ..inspection.evaluation import aupro, auroc_per_type, image_metrics, pixel_auroc
 from ..io.images import IMAGE_EXTENSIONS
 
-__all__ = ["Label", "evaluate", "find_ground_truth", "match_labels", "read_labels"]
+__all__ = ["Label", "evaluate", "find_ground_truth", "match_labels", "read_labels", "unused_labels"]
 
 _TRUE = {"1", "true", "yes", "defective", "bad"}
 _FALSE = {"0", "false", "no", "good", "ok"}
@@ -64,6 +64,13 @@ def match_labels(inputs: list[Path], labels: list[Label]) -> list[Label | None]:
             label = by_name[path.name][0]
         matched.append(label)
     return matched
+
+
+def unused_labels(labels: list[Label], matched: list[Label | None]) -> list[Label]:
+    """The rows of ``labels`` that :func:`match_labels` gave to no input (a
+    path mistyped, or an image not among the inputs), in file order."""
+    used = {id(label) for label in matched if label is not None}
+    return [label for label in labels if id(label) not in used]
 
 
 def find_ground_truth(folder: str | Path, image: Path) -> str | None:
