@@ -502,6 +502,14 @@ def test_labels_and_ground_truth_masks_give_the_evaluation(folders, tmp_path):
     bad.write_text("file,label\na.png,1\n")
     refused = CliRunner().invoke(cli, ["detect", str(root / "incoming"), "--dict", str(model), "--labels", str(bad)])
     assert refused.exit_code == 3 and "needs the columns 'path' and 'defective'" in refused.output
+    # One image labelled twice (here once by a path with "./") is refused: which label holds would be a guess.
+    twice = tmp_path / "twice.csv"
+    first = sorted((root / "incoming").iterdir())[0]
+    twice.write_text(f"path,defective\n{first},0\n{first.parent}/./{first.name},1\n")
+    refused = CliRunner().invoke(cli, ["detect", str(root / "incoming"), "--dict", str(model), "--labels", str(twice)])
+    assert refused.exit_code == 3 and f"line 3: {first.parent}/{first.name} is labelled twice (also on line 2)" in (
+        refused.output
+    )
 
 
 def test_learning_from_images_of_different_sizes_and_colour(tmp_path):

@@ -4,6 +4,7 @@ labels file, matching it to the inputs, and evaluating the finished records."""
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +41,18 @@ def read_labels(path: str | Path) -> list[Label]:
     if not rows or not {"path", "defective"} <= set(rows[0]):
         raise SpmcliError("a labels file needs the columns 'path' and 'defective' (and optionally 'defect_type')", path)
     labels = []
+    lines: dict[str, int] = {}
     for number, row in enumerate(rows, start=2):
         value = (row.get("defective") or "").strip().lower()
         if value not in _TRUE | _FALSE:
             raise SpmcliError(f"line {number}: 'defective' must be 1/0, true/false or yes/no, got {value!r}", path)
         where = Path((row.get("path") or "").strip())
         where = where if where.is_absolute() else path.parent / where
+        key = os.path.normcase(os.path.abspath(where))
+        if key in lines:
+            # Two labels for one image: which one holds is a guess, so neither is taken.
+            raise SpmcliError(f"line {number}: {where} is labelled twice (also on line {lines[key]})", path)
+        lines[key] = number
         kind = (row.get("defect_type") or "").strip() or None
         labels.append(Label(str(where), value in _TRUE, kind))
     return labels
