@@ -4,6 +4,8 @@ Kept apart from learn_dict.py so that command stays about dictionaries."""
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,6 +143,21 @@ def _large_enough(
     return kept_images, kept_paths
 
 
+def _warn_if_learned_from(paths: list[Path], calibration_paths: list[Path]) -> None:
+    """Warn when calibration images are also learned from: they score lower
+    than new good images, so the threshold would flag good images."""
+    learned = {os.path.realpath(path) for path in paths}
+    shared = [path for path in calibration_paths if os.path.realpath(path) in learned]
+    if shared:
+        warnings.warn(
+            f"{len(shared)} of {len(calibration_paths)} calibration image(s) are also learned from (e.g. "
+            f"{shared[0]}): they score lower than new good images, so the threshold comes out too low and good "
+            "images will be flagged; give other good images, or leave out --calibration-images to hold out a share",
+            UserWarning,
+            stacklevel=2,
+        )
+
+
 def learn_detector(
     ctx: click.Context,
     paths: list[Path],
@@ -176,6 +193,7 @@ def learn_detector(
     if calibration_images and given(ctx, "calibration_share"):
         raise click.UsageError("--calibration-share has no effect with --calibration-images")
     calibration_paths = expand_images(calibration_images, ctx) if calibration_images else []
+    _warn_if_learned_from(paths, calibration_paths)
     failures: list[tuple[str, str]] = []
     good, good_paths = _read_all(paths, max_pixels, failures)
     calibration, calibration_paths = _read_all(calibration_paths, max_pixels, failures)
