@@ -320,6 +320,16 @@ def test_cli_usage_errors(tmp_path, texture_uint8):
     missing_mask = CliRunner().invoke(cli, [*base, "--mask", str(tmp_path / "nope.png")])
     assert missing_mask.exit_code == 3
     assert "nope.png: no such file" in missing_mask.output
+    # A missing value no pixel can hold is a mistake in the command, not "nothing missing".
+    not_finite = CliRunner().invoke(cli, [*base, "--missing-value", "nan"])
+    assert not_finite.exit_code == 2 and "nan is not a finite number" in not_finite.output
+    for value in ("300", "12.5", "-1"):
+        impossible = CliRunner().invoke(cli, [*base, "--missing-value", value])
+        assert impossible.exit_code == 3, impossible.output
+        assert f"--missing-value {float(value):g} cannot occur in an 8-bit image (whole numbers 0..255)" in (
+            impossible.output
+        )
+        assert not (tmp_path / "out.png").exists()
 
 
 def test_cli_dictionary_channels_are_checked_and_used(tmp_path, texture_uint8):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from ..io.images import read_image
@@ -113,6 +115,12 @@ def command(
     """
     if (mask_path is None) == (missing_value is None):
         raise click.UsageError("give exactly one of --mask MASK or --missing-value V")
+    if missing_value is not None and not math.isfinite(missing_value):
+        # Float images holding NaN or infinity are refused when read, so such a value never matches.
+        raise click.BadParameter(
+            f"{missing_value} is not a finite number (images with NaN are refused; mark missing pixels with a mask)",
+            param_hint="--missing-value",
+        )
     if mask_invert and mask_path is None:
         raise click.UsageError("--mask-invert needs --mask")
     if dict_path is not None:

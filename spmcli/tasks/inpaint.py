@@ -49,9 +49,23 @@ def missing_from_mask(mask: Image, shape: tuple[int, int], invert: bool) -> np.n
     return ~nonzero if invert else nonzero
 
 
+# The values each integer sample type can hold.
+_STORED_RANGE = {"uint8": (255, "an 8-bit"), "uint16": (65535, "a 16-bit")}
+
+
 def missing_from_value(image: Image, value: float) -> np.ndarray:
     """Pixels whose every channel equals ``value`` in the file's own units
-    (0..255 for 8-bit, 0..65535 for 16-bit, as stored for float)."""
+    (0..255 for 8-bit, 0..65535 for 16-bit, as stored for float).
+
+    A value no sample of the file can hold (outside the range of an integer
+    type, or not a whole number for one) is an error rather than "nothing
+    missing": it is a mistake in the command, not a complete image."""
+    if image.dtype in _STORED_RANGE:
+        largest, name = _STORED_RANGE[image.dtype]
+        if not (0 <= value <= largest and float(value).is_integer()):
+            raise SpmcliError(
+                f"--missing-value {value:g} cannot occur in {name} image (whole numbers 0..{largest})", image.path
+            )
     equal = to_dtype(image.pixels, image.dtype) == value
     return equal if equal.ndim == 2 else np.all(equal, axis=2)
 
