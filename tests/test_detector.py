@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from spmcli.inspection.calibration import image_score
-from spmcli.inspection.density import Expert, fit_expert, group_folds, thin_bank
+from spmcli.inspection.density import RARE_CANDIDATES, Expert, fit_expert, group_folds, thin_bank
 from spmcli.inspection.detector import (
     SPREAD_OUT,
     Detector,
@@ -532,7 +532,7 @@ def test_thin_bank_keeps_a_random_half_and_the_rarest_rows():
     # The random half (200 rows) plus every strong line among the rare half's candidates;
     # the bank stays in the rows' order.
     order = np.random.default_rng(0).permutation(6000)
-    typical, candidates = rows[order[:200]], rows[order[200:][:4000]]
+    typical, candidates = rows[order[:200]], rows[order[200:][: RARE_CANDIDATES * 400]]
     strong = np.sum(candidates.min(axis=1) >= 5)
     assert strong > 10
     assert np.sum(bank.min(axis=1) >= 5) == strong + np.sum(typical.min(axis=1) >= 5)

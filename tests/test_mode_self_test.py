@@ -3,11 +3,13 @@ again only near the probe, with the same result as scoring them whole."""
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.transform import resize
 
 from spmcli.inspection.detector import DetectorSettings
 from spmcli.inspection.features import (
@@ -82,8 +84,11 @@ def candidates():
         ]
 
 
-def test_self_test_scores_match_whole_image_scores(candidates):
-    image = aligned_cells(3, 1)[0]
+@pytest.mark.parametrize("height", [96, 91], ids=["training size", "near size"])
+def test_self_test_scores_match_whole_image_scores(candidates, height):
+    # Near size: the aligned detector reads the features on its own grid, and
+    # only the model's patches that read a changed patch are scored again.
+    image = aligned_cells(3, 1)[0][:height]
     clean, probed = self_test_scores(candidates, image, 1, 5, seed=4)
     assert clean.shape == (2, 2) and probed.shape == (SELF_TEST_PROBES // 5, 2)
     for column, detector in enumerate(candidates):
@@ -97,7 +102,7 @@ def test_self_test_scores_match_whole_image_scores(candidates):
             # Scored whole, divided by the clean image's level as the self-test does.
             levels = working_pyramid(detector_planes(drawn), settings, 8, gain=gain)
             features = [scale_features(level, detector.atoms, 8, settings) for level in levels]
-            expected = detector.score_features(features, image.shape).score
+            expected = detector.score_features(detector.model_features(features), image.shape).score
             assert probed[turn, column] == pytest.approx(expected, rel=1e-4)
             assert probed[turn, column] > clean[0, column]
 
@@ -138,10 +143,13 @@ def test_colour_detectors_score_probed_images_whole():
             assert probed[turn, column] == detector.score(drawn).score
 
 
-def test_near_sizes_compare_both_modes_and_resize_only_other_sizes():
-    # Cells cut a few pixels taller or shorter: both modes are candidates; the
-    # aligned one sees the good images resized to the first one's size, and
-    # those already of that size keep the features computed once.
+def test_near_sizes_compare_both_modes_on_features_computed_once():
+    # Cells cut a few pixels taller or shorter: both modes are candidates, the
+    # features of each good image are computed once, and the aligned one reads
+    # them at the positions of the first image's grid. (Until stop 31 it
+    # resized the good images, which smoothed the white grain these cells are
+    # made of: they no longer looked like the calibration images, and the
+    # self-test preferred pooled unless the blur was set to 1 by hand.)
     heights = [96, 96, 93, 99, 96, 94, 98, 96, 95, 97, 96, 92]
     good = [np.clip(cell[:height] if height <= 96 else np.pad(cell, ((0, height - 96), (0, 0)), mode="edge"), 0, 1)
             for cell, height in zip(aligned_cells(10, 12), heights, strict=True)]  # fmt: skip
@@ -150,17 +158,31 @@ def test_near_sizes_compare_both_modes_and_resize_only_other_sizes():
     def record(stage, done, total):
         calls[stage] = calls.get(stage, 0) + 1
 
-    # The first releases' blur: with the automatic one (0.35 here) resizing
-    # smooths the white grain these cells are made of, the resized good
-    # images no longer look like the calibration images, and the self-test
-    # rightly prefers pooled; this test is about what the aligned candidate computes.
-    settings = DetectorSettings(blur_sigma=1.0)
-    dictionary, detector = fit_detector(
-        good, aligned_cells(11, 20), settings=settings, seed=0, n_atoms=32, callback=record
-    )
+    dictionary, detector = fit_detector(good, aligned_cells(11, 20), seed=0, n_atoms=32, callback=record)
     assert dictionary.metadata["detector"]["mode_self_test"]["n_probes"] == SELF_TEST_PROBES
     assert detector.mode == "aligned" and detector.image_shape == (96, 96)
-    assert calls["features"] == len(good) + sum(height != 96 for height in heights)
+    assert calls["features"] == len(good)
+    # An image of another near size is scored on the model's grid, not resized.
+    short = good[11]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = detector.score(short, with_map=True)
+    assert result.anomaly_map.shape == short.shape
+    native = detector._features(detector._levels(short), with_quality=False)
+    assert native[0].grid.image_shape != detector.model_grids()[0].image_shape
+    assert native[0].values.shape[1:] != detector.scales[0].positions.mean.shape[1:]
+    assert result.score == detector.score_features(detector.model_features(native), short.shape).score
+
+
+def test_an_aligned_detector_resizes_images_far_off_its_size_and_says_so():
+    good = aligned_cells(10, 12)
+    with pytest.warns(UserWarning, match="only 8 calibration images"):
+        _, detector = fit_detector(good, aligned_cells(11, 8), settings=DetectorSettings(mode="aligned"), seed=0)
+    wide = np.repeat(aligned_cells(12, 1)[0], 2, axis=1)
+    with pytest.warns(UserWarning, match=r"is 192x96 pixels, 100% off the aligned detector's 96x96: it was resized"):
+        result = detector.score(wide)
+    resized = resize(wide, (96, 96), order=1, anti_aliasing=True, mode="edge")
+    assert result.score == detector.score_features(detector.image_features(resized), wide.shape).score
 
 
 def _self_test(probe_ratios, seed=0):

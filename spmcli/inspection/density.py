@@ -50,6 +50,7 @@ from scipy.spatial import cKDTree
 __all__ = [
     "HELD_OUT_QUANTILE",
     "MAX_HELD_OUT_PATCHES",
+    "RARE_CANDIDATES",
     "Expert",
     "PositionModel",
     "ScaleModel",
@@ -60,6 +61,7 @@ __all__ = [
     "search_eps",
     "search_tree",
     "thin_bank",
+    "thin_bank_rows",
 ]
 
 # Approximate nearest-neighbour search [3]_: the neighbour found is at most
@@ -73,6 +75,9 @@ SEARCH_EPS = 1.0
 EXACT_SEARCH_MAX_FEATURES = 3
 # Spreads never reach zero (flat training images), so standardised values stay finite.
 SPREAD_FLOOR = 1e-6
+# The rare half of a bank is chosen among at most this many times its size
+# of seeded candidates (not every row), so learning time stays bounded.
+RARE_CANDIDATES = 5
 # Aligned mode: weight of the position-averaged variance in each position's
 # variance (shrinkage, as Ledoit & Wolf 2004 for covariances).
 POSITION_SHRINK = 0.5
@@ -116,22 +121,25 @@ def thin_bank(descriptors: np.ndarray, bank_size: int, seed: int, rare_share: fl
     typical patches, in proportion), half the rows farthest from that sample
     (rare but normal patches, such as a reflection or an edge, which a random
     sample would drop and then flag). In the rows' original order."""
+    return descriptors[thin_bank_rows(descriptors, bank_size, seed, rare_share)]
+
+
+def thin_bank_rows(descriptors: np.ndarray, bank_size: int, seed: int, rare_share: float = 0.5) -> np.ndarray:
+    """The sorted row indices :func:`thin_bank` keeps."""
     count = descriptors.shape[0]
     if count <= bank_size:
-        return descriptors.copy()
+        return np.arange(count)
     rng = np.random.default_rng(seed)
     order = rng.permutation(count)
     n_rare = round(rare_share * bank_size)
     typical = order[: bank_size - n_rare]
     if n_rare == 0:
-        return descriptors[np.sort(typical)]
-    # The rare share is chosen among a bounded seeded sample, so learning time
-    # stays bounded on large training sets.
-    candidates = order[bank_size - n_rare :][: 10 * bank_size]
+        return np.sort(typical)
+    candidates = order[bank_size - n_rare :][: RARE_CANDIDATES * bank_size]
     tree, _ = search_tree(descriptors[typical], distinct=True)
     distance, _ = tree.query(descriptors[candidates], k=1, eps=search_eps(descriptors.shape[1]))
     rare = candidates[np.argsort(-distance, kind="stable")[:n_rare]]
-    return descriptors[np.sort(np.concatenate([typical, rare]))]
+    return np.sort(np.concatenate([typical, rare]))
 
 
 @dataclass
@@ -267,23 +275,39 @@ def fit_expert(
 
     The bank thins all images' descriptors (:func:`thin_bank`); the normaliser
     comes from cross-validation over images: each fold's patches are compared
-    with a bank of the other folds' patches, so it measures how far a *new*
-    good patch typically lies from the bank (a training patch lies at distance
-    0 from itself).
+    with the bank's rows from the other folds' images, so it measures how far
+    a *new* good patch typically lies from a bank thinned like the final one
+    (a training patch lies at distance 0 from itself). The folds share the
+    one thinning: a fold's bank is the final bank without the fold's images'
+    rows, as sparse a sample of each image as the final bank; thinning each
+    fold apart cost three more searches for the rare rows, three quarters of
+    the time of learning the models (KolektorSDD: 10.8 of 14.4 s).
     """
     columns = np.asarray(columns, dtype=np.int64)
     expert = Expert(name, columns, np.zeros((1, columns.size)), one_sided=one_sided)
     restricted = [expert.watched(descriptors) for descriptors in per_image]
-    expert.bank = thin_bank(np.concatenate(restricted), bank_size, seed, rare_share)
+    rows = np.concatenate(restricted)
+    row_folds = np.repeat(folds, [values.shape[0] for values in restricted])
+    kept = thin_bank_rows(rows, bank_size, seed, rare_share)
+    expert.bank = rows[kept]
     held_out = []
+    unkept = np.ones(rows.shape[0], dtype=bool)
+    unkept[kept] = False
     for fold in np.unique(folds):
-        inside = [values for values, which in zip(restricted, folds, strict=True) if which != fold]
-        outside = [values for values, which in zip(restricted, folds, strict=True) if which == fold]
-        if not inside:
+        inside = row_folds != fold
+        fold_rows = kept[inside[kept]]
+        if fold_rows.size == 0:
             continue
-        fold_bank = thin_bank(np.concatenate(inside), bank_size, seed, rare_share)
+        # Filled up to the final bank's size with random rows of the same
+        # images: a nearest neighbour's distance depends on the bank's size.
+        spare = np.flatnonzero(inside & unkept)
+        missing = min(kept.size - fold_rows.size, spare.size)
+        if missing > 0:
+            fill = np.random.default_rng([seed, int(fold), 1]).choice(spare, missing, replace=False)
+            fold_rows = np.concatenate([fold_rows, fill])
+        fold_bank = rows[np.sort(fold_rows)]
         fold_expert = Expert(name, np.arange(columns.size), fold_bank)
-        queries = np.concatenate(outside)
+        queries = rows[row_folds == fold]
         if queries.shape[0] > MAX_HELD_OUT_PATCHES:
             # A seeded sample bounds the learning time on large training sets.
             pick = np.random.default_rng([seed, int(fold)]).choice(

@@ -67,7 +67,6 @@ from .calibration import calibrated_threshold, image_score, split_calibration
 from .density import ScaleModel
 from .detector_file import DETECTOR_VERSION, NoDetectorError, detector_extras, detector_fields
 from .features import (
-    NEAR_SIZE,
     ScaleFeatures,
     detector_planes,
     feature_names,
@@ -78,6 +77,7 @@ from .features import (
     uses_colour,
     working_pyramid,
 )
+from .grid_resampling import model_grids, resample_features, resize_for_alignment
 from .regions import Region, describe_deviation, describe_orientation, label_regions
 from .settings import MODES, POLARITIES, DetectorSettings
 
@@ -254,8 +254,10 @@ class Detector:
     scales : list of ScaleModel
         One per working scale.
     image_shape : tuple of int
-        Aligned mode: the training size other sizes are resized to;
-        ``(0, 0)`` in pooled mode.
+        Aligned mode: the training size; other sizes are read at the
+        positions that correspond in proportion (:meth:`model_features`),
+        resized to it first when more than ``NEAR_SIZE`` off; ``(0, 0)`` in
+        pooled mode.
     threshold : float
         Image threshold (scores above it are anomalous).
     pixel_threshold : float
@@ -287,23 +289,40 @@ class Detector:
 
     # -- scoring -------------------------------------------------------------------
     def _levels(self, pixels: np.ndarray) -> list[np.ndarray]:
-        shape = tuple(self.image_shape) if self.mode == "aligned" else None
-        if shape is not None:
+        resize_to = None
+        if self.mode == "aligned":
             height, width = np.shape(pixels)[:2]
-            difference = size_difference((height, width), shape)
-            if difference > NEAR_SIZE:
+            resize_to = resize_for_alignment((height, width), tuple(self.image_shape))
+            if resize_to is not None:
+                shape = tuple(self.image_shape)
                 warnings.warn(
-                    f"the image is {width}x{height} pixels, {100 * difference:.0f}% off the aligned detector's "
-                    f"{shape[1]}x{shape[0]}: it was resized to that, so its positions may not match the good images'",
+                    f"the image is {width}x{height} pixels, {100 * size_difference((height, width), shape):.0f}% "
+                    f"off the aligned detector's {shape[1]}x{shape[0]}: it was resized to that, so its positions "
+                    "may not match the good images'",
                     UserWarning,
                     stacklevel=3,
                 )
-        planes = detector_planes(pixels, shape, uses_colour(self.settings))  # type: ignore[arg-type]
+        planes = detector_planes(pixels, resize_to, uses_colour(self.settings))
         return working_pyramid(planes, self.settings, self.patch_size)
 
     def image_features(self, pixels: np.ndarray) -> list[ScaleFeatures]:
-        """The patch features of every working scale of an image (the first half of :meth:`score`)."""
-        return self._features(self._levels(pixels), with_quality=False)
+        """The patch features of every working scale of an image, on the
+        model's grids (the first half of :meth:`score`)."""
+        return self.model_features(self._features(self._levels(pixels), with_quality=False))
+
+    def model_features(self, features: list[ScaleFeatures]) -> list[ScaleFeatures]:
+        """An image's features (:func:`scale_features` of its working images)
+        on the grids the model compares positions on: an aligned detector
+        reads an image of nearly its training size at the positions that
+        correspond in proportion (:mod:`spmcli.inspection.grid_resampling`);
+        otherwise unchanged."""
+        if self.mode != "aligned":
+            return features
+        return [resample_features(scale, grid) for scale, grid in zip(features, self.model_grids(), strict=True)]
+
+    def model_grids(self) -> list[PatchGrid]:
+        """An aligned detector's patch grids (those of its training size)."""
+        return model_grids(tuple(self.image_shape), self.patch_size, self.settings)  # type: ignore[arg-type]
 
     def _features(self, levels: list[np.ndarray], with_quality: bool) -> list[ScaleFeatures]:
         return [
@@ -360,7 +379,11 @@ class Detector:
             grey = grey_plane(levels[0])
             quality = (min(psnr(grey, rebuilt), 100.0), ssim(grey, rebuilt))
         result = self.score_features(
-            features, original_shape, with_map=with_map, threshold=threshold, pixel_threshold=pixel_threshold
+            self.model_features(features),
+            original_shape,
+            with_map=with_map,
+            threshold=threshold,
+            pixel_threshold=pixel_threshold,
         )
         result.psnr, result.ssim = quality
         return result

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..sparse.dictionary import Dictionary
 from ..sparse.learning import learn_dictionary
+from ..sparse.patches import PatchGrid
 from .calibration import calibrated_threshold, check_calibration_count
 from .density import ScaleModel, fit_expert, group_folds, position_model, robust_location_spread
 from .detector import Detector, polarity_clip
@@ -39,6 +40,7 @@ from .features import (
     working_noise,
     working_pyramid,
 )
+from .grid_resampling import model_grids, resample_values, resize_for_alignment
 from .mode_self_test import SELF_TEST_PROBES, mode_choice, self_test_scores
 from .settings import DetectorSettings
 
@@ -50,9 +52,10 @@ NOISE_SAMPLE = 20
 
 
 def image_levels(
-    pixels: np.ndarray, settings: DetectorSettings, patch_size: int, image_shape: tuple[int, int] | None
+    pixels: np.ndarray, settings: DetectorSettings, patch_size: int, image_shape: tuple[int, int] | None = None
 ) -> list[np.ndarray]:
-    """Working images of one good image (the first per-image stage of learning)."""
+    """Working images of one good image, resized to ``image_shape`` first when
+    given (the first per-image stage of learning)."""
     return working_pyramid(detector_planes(pixels, image_shape, uses_colour(settings)), settings, patch_size)
 
 
@@ -111,6 +114,14 @@ def _good_features(
 ) -> list[list[np.ndarray]]:
     mapped = map_function(image_features, levels, repeat(atoms), repeat(patch_size), repeat(settings))
     return list(_reporting(mapped, "features", count, callback))
+
+
+def _on_grids(per_scale: list[np.ndarray], grids: list[PatchGrid], targets: list[PatchGrid]) -> list[np.ndarray]:
+    """One image's raw features of each scale, on ``grids``, read on ``targets``."""
+    return [
+        values if grid.image_shape == target.image_shape else resample_values(values, grid, target)
+        for values, grid, target in zip(per_scale, grids, targets, strict=True)
+    ]
 
 
 def _by_scale(per_image: list[list[np.ndarray]], n_scales: int) -> list[list[np.ndarray]]:
@@ -268,12 +279,19 @@ def fit_detector(
         noise = _good_noise(good_images, settings)
         settings = replace(settings, blur_sigma=blur_for_noise(noise))
     candidates, reason = _mode_candidates(settings, shapes)
-    # An aligned detector resizes every image to the first good image's size.
+    # An aligned detector compares positions on the first good image's grids;
+    # it resizes an image more than NEAR_SIZE off that size first.
     aligned_shape = shapes[0]
-    first_shape = aligned_shape if candidates == ("aligned",) else None
+    resize_to = [resize_for_alignment(shape, aligned_shape) if "aligned" in candidates else None for shape in shapes]
     levels = list(
         _reporting(
-            map_function(image_levels, good_images, repeat(settings), repeat(patch_size), repeat(first_shape)),
+            map_function(
+                image_levels,
+                good_images,
+                repeat(settings),
+                repeat(patch_size),
+                resize_to if candidates == ("aligned",) else repeat(None),
+            ),
             "prepare",
             len(good_images),
             callback,
@@ -295,21 +313,28 @@ def fit_detector(
     features = _good_features(levels, len(levels), dictionary.atoms, patch_size, settings, map_function, callback)
     del levels
     aligned_features = features
-    if "aligned" in candidates and first_shape is None and len(set(shapes)) > 1:
-        # Nearly one size: the aligned candidate sees the good images resized
-        # (those of the reference size keep their features).
-        other = [index for index, shape in enumerate(shapes) if shape != aligned_shape]
-        resized = map_function(
-            image_levels,
-            [good_images[index] for index in other],
-            repeat(settings),
-            repeat(patch_size),
-            repeat(aligned_shape),
-        )
-        aligned_features = list(features)
-        computed = _good_features(resized, len(other), dictionary.atoms, patch_size, settings, map_function, callback)
-        for index, image_features_ in zip(other, computed, strict=True):
-            aligned_features[index] = image_features_
+    if "aligned" in candidates:
+        far = [index for index, target in enumerate(resize_to) if target is not None]
+        if far and candidates != ("aligned",):
+            # Both modes compared: the pooled one saw the far-off images as they are.
+            resized = map_function(
+                image_levels,
+                [good_images[index] for index in far],
+                repeat(settings),
+                repeat(patch_size),
+                repeat(aligned_shape),
+            )
+            computed = _good_features(resized, len(far), dictionary.atoms, patch_size, settings, map_function, callback)
+            aligned_features = list(features)
+            for index, image_features_ in zip(far, computed, strict=True):
+                aligned_features[index] = image_features_
+        # Images of nearly the training size are read at the positions that
+        # correspond in proportion, as detection will read them.
+        grids = model_grids(aligned_shape, patch_size, settings)
+        aligned_features = [
+            values if index in far else _on_grids(values, model_grids(shape, patch_size, settings), grids)
+            for index, (values, shape) in enumerate(zip(aligned_features, shapes, strict=True))
+        ]
     per_mode = [
         _by_scale(aligned_features if mode == "aligned" else features, settings.n_scales) for mode in candidates
     ]

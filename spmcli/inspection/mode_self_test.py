@@ -29,6 +29,7 @@ from .features import (
     window_features,
     working_pyramid,
 )
+from .grid_resampling import resample_values, resize_for_alignment, touched_window
 from .probe_defects import PROBE_KINDS, draw_probe_defect
 
 __all__ = ["SELF_TEST_PROBES", "lead_and_standard_error", "mode_choice", "probe_margin", "self_test_scores"]
@@ -64,7 +65,9 @@ class _ProbedViews:
         self.windows: list[list[tuple[slice, slice, np.ndarray] | None]] = []
         for image in probed:
             if colour:
-                self.whole.append(detector.image_features(image))
+                planes = detector_planes(image, shape, colour)
+                probed_levels = working_pyramid(planes, settings, patch_size)
+                self.whole.append([scale_features(level, atoms, patch_size, settings) for level in probed_levels])
                 continue
             probed_raw = working_pyramid(detector_planes(image, shape, colour), settings, patch_size, gain=1.0)
             windows = []
@@ -82,16 +85,26 @@ class _ProbedViews:
 
     def scores(self, detector: Detector, original_shape: tuple[int, int]) -> tuple[tuple[float, float], list[float]]:
         """The clean image's (score, map maximum) and each probed image's score."""
-        clean = detector.patch_anomalies(self.features)
-        clean_score = detector.score_anomalies(self.features, clean, original_shape)
-        probed = [detector.score_features(features, original_shape).score for features in self.whole]
+        features = detector.model_features(self.features)
+        clean = detector.patch_anomalies(features)
+        clean_score = detector.score_anomalies(features, clean, original_shape)
+        probed = [detector.score_features(detector.model_features(whole), original_shape).score for whole in self.whole]
         for windows in self.windows:
             anomalies = [anomaly.copy() for anomaly in clean]
             for scale, window in enumerate(windows):
-                if window is not None:
-                    rows, cols, values = window
-                    anomalies[scale][rows, cols] = detector.window_anomalies(scale, values, rows, cols)
-            probed.append(detector.score_anomalies(self.features, anomalies, original_shape)[0])
+                if window is None:
+                    continue
+                rows, cols, values = window
+                native, model = self.features[scale].grid, features[scale].grid
+                if model is not native:
+                    # Read on the model's grid: the patches there that read the changed ones.
+                    touched = touched_window(native, model, rows, cols)
+                    if touched is None:
+                        continue
+                    rows, cols = touched
+                    values = resample_values(values, native, model)
+                anomalies[scale][rows, cols] = detector.window_anomalies(scale, values, rows, cols)
+            probed.append(detector.score_anomalies(features, anomalies, original_shape)[0])
         return clean_score, probed
 
 
@@ -129,9 +142,9 @@ def self_test_scores(
     views: dict[tuple[int, int] | None, _ProbedViews] = {}
     clean, probed = [], []
     for detector in detectors:
-        # An aligned detector sees the image resized to its size.
-        resized = detector.mode == "aligned" and tuple(detector.image_shape) != original_shape
-        key = tuple(detector.image_shape) if resized else None
+        # An aligned detector resizes an image far off its size (and reads
+        # one of nearly its size on its own grid: _ProbedViews.scores).
+        key = resize_for_alignment(original_shape, tuple(detector.image_shape)) if detector.mode == "aligned" else None
         if key not in views:
             views[key] = _ProbedViews(detector, pixels, probed_images, key)
         clean_score, probed_scores = views[key].scores(detector, original_shape)  # type: ignore[arg-type]

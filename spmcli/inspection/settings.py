@@ -68,7 +68,9 @@ class DetectorSettings:
         ``"pooled"``: one model of good patches for every position (textures,
         unaligned parts, images of any size). ``"aligned"``: each feature is
         first compared with the good images at the same position (parts framed
-        alike: cells, labels); other sizes are resized to the training size.
+        alike: cells, labels); an image of nearly the training size is read
+        at the positions that correspond in proportion, one further off is
+        resized to it first.
         ``"auto"`` (default): when the good images have one size, or sides
         within 10% of the median's (a part cut out by a fixture varies by a
         few pixels), both modes are fitted and 20 probe defects are drawn on
