@@ -19,7 +19,7 @@ from spmcli.inspection.features import (
     window_features,
     working_pyramid,
 )
-from spmcli.inspection.fitting import fit_detector
+from spmcli.inspection.fitting import aligned_size, fit_detector
 from spmcli.inspection.mode_self_test import (
     SELF_TEST_PROBES,
     lead_and_standard_error,
@@ -172,6 +172,32 @@ def test_near_sizes_compare_both_modes_on_features_computed_once():
     assert native[0].grid.image_shape != detector.model_grids()[0].image_shape
     assert native[0].values.shape[1:] != detector.scales[0].positions.mean.shape[1:]
     assert result.score == detector.score_features(detector.model_features(native), short.shape).score
+
+
+def test_the_training_size_is_the_good_image_closest_to_the_median_size():
+    assert aligned_size([(87, 96), (96, 96), (96, 96), (98, 96), (95, 96)]) == (96, 96)
+    assert aligned_size([(300, 300)] * 4) == (300, 300)
+    # Among equally close sizes, the first.
+    assert aligned_size([(100, 50), (90, 50), (110, 50)]) == (100, 50)
+    assert aligned_size([(90, 50), (110, 50)]) == (90, 50)
+
+
+def test_an_odd_first_image_does_not_set_the_positions():
+    # The first good image is 9 rows short: the others are read on the
+    # median size's grid as they are, not resized to the odd one's size.
+    cells = aligned_cells(10, 12)
+    good = [cells[0][:87], *cells[1:]]
+    calls = {}
+
+    def record(stage, done, total):
+        calls[stage] = calls.get(stage, 0) + 1
+
+    with pytest.warns(UserWarning, match="only 8 calibration images"):
+        _, detector = fit_detector(
+            good, aligned_cells(11, 8), settings=DetectorSettings(mode="aligned"), seed=0, callback=record
+        )
+    assert detector.image_shape == (96, 96)
+    assert calls["features"] == len(good)
 
 
 def test_an_aligned_detector_resizes_images_far_off_its_size_and_says_so():

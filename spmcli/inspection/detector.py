@@ -254,10 +254,11 @@ class Detector:
     scales : list of ScaleModel
         One per working scale.
     image_shape : tuple of int
-        Aligned mode: the training size; other sizes are read at the
-        positions that correspond in proportion (:meth:`model_features`),
-        resized to it first when more than ``NEAR_SIZE`` off; ``(0, 0)`` in
-        pooled mode.
+        Aligned mode: the training size (that of the good image closest
+        to the median size, :func:`~spmcli.inspection.fitting.aligned_size`);
+        other sizes are read at the positions that correspond in proportion
+        (:meth:`model_features`), resized to it first when more than
+        ``NEAR_SIZE`` off; ``(0, 0)`` in pooled mode.
     threshold : float
         Image threshold (scores above it are anomalous).
     pixel_threshold : float

@@ -44,7 +44,7 @@ from .grid_resampling import model_grids, resample_values, resize_for_alignment
 from .mode_self_test import SELF_TEST_PROBES, mode_choice, self_test_scores
 from .settings import DetectorSettings
 
-__all__ = ["calibration_score", "fit_detector", "fit_scale_models", "image_features", "image_levels"]
+__all__ = ["aligned_size", "calibration_score", "fit_detector", "fit_scale_models", "image_features", "image_levels"]
 
 MapFunction = Callable[..., Iterable[Any]]
 # The automatic blur follows the median noise of at most this many good images.
@@ -87,12 +87,25 @@ def _good_noise(good_images: Sequence[np.ndarray], settings: DetectorSettings) -
     return float(np.median([working_noise(good_images[index], settings) for index in picks]))
 
 
+def _median_shape(shapes: list[tuple[int, ...]]) -> tuple[float, float]:
+    return tuple(np.median(np.array([shape[:2] for shape in shapes], dtype=np.float64), axis=0))  # type: ignore[return-value]
+
+
+def aligned_size(shapes: list[tuple[int, ...]]) -> tuple[int, int]:
+    """The training size of an aligned detector: the size of the good image
+    closest to the median size (the first of them), so that one odd image
+    first in the list does not set the positions every other image is read at."""
+    median = _median_shape(shapes)
+    closest = min(range(len(shapes)), key=lambda index: size_difference(shapes[index], median))
+    return int(shapes[closest][0]), int(shapes[closest][1])
+
+
 def _mode_candidates(settings: DetectorSettings, shapes: list[tuple[int, ...]]) -> tuple[tuple[str, ...], str]:
     """The modes worth comparing on probe defects, or the one mode and why."""
     if settings.mode != "auto":
         return (settings.mode,), f"{settings.mode} mode requested"
     if len(set(shapes)) > 1:
-        median = tuple(np.median(np.array([shape[:2] for shape in shapes], dtype=np.float64), axis=0))
+        median = _median_shape(shapes)
         difference = max(size_difference(shape, median) for shape in shapes)
         if difference > NEAR_SIZE:
             return ("pooled",), (
@@ -279,9 +292,9 @@ def fit_detector(
         noise = _good_noise(good_images, settings)
         settings = replace(settings, blur_sigma=blur_for_noise(noise))
     candidates, reason = _mode_candidates(settings, shapes)
-    # An aligned detector compares positions on the first good image's grids;
-    # it resizes an image more than NEAR_SIZE off that size first.
-    aligned_shape = shapes[0]
+    # An aligned detector compares positions on the grids of its training
+    # size; it resizes an image more than NEAR_SIZE off that size first.
+    aligned_shape = aligned_size(shapes)
     resize_to = [resize_for_alignment(shape, aligned_shape) if "aligned" in candidates else None for shape in shapes]
     levels = list(
         _reporting(
