@@ -135,6 +135,8 @@ def test_detect_warns_when_an_image_is_far_from_the_aligned_size(folders, tmp_pa
          "--mode", "aligned", "--polarity", "dark"],
     )  # fmt: skip
     assert learned.exit_code == 0, learned.output
+    assert load_dictionary(model).metadata["detector"]["training_size"] == [SIDE, SIDE]
+    assert f"Positions: compared on the {SIDE}x{SIDE} good images' grid" in learned.output
     wide = tmp_path / "wide.png"
     _save(wide, np.kron(np.asarray(PILImage.open(root / "incoming" / "ok_0.png")) / 255.0, np.ones((1, 2))))
     report = tmp_path / "report.json"
@@ -531,7 +533,8 @@ def test_learning_from_images_of_different_sizes_and_colour(tmp_path):
         f"Warning: 6 of 6 calibration image(s) are also learned from (e.g. {good / 'good_0.png'}): they score lower"
     ) in result.output
     record = load_dictionary(model).metadata["detector"]
-    assert record["mode"] == "pooled"
+    assert record["mode"] == "pooled" and record["training_size"] is None
+    assert "Positions:" not in result.output
     # The working images' scale and blur are chosen automatically, and said so.
     noise = record["good_image_noise"]
     assert noise > 0 and record["settings"]["blur_sigma"] == blur_for_noise(noise)

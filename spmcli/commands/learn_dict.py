@@ -180,6 +180,13 @@ def command(
             f"({record['threshold_method']}), pixel threshold {record['pixel_threshold']:.3f} -> {output}",
         )
         say(ctx, f"Mode {mode}: {record['mode_reason']}")
+        if record.get("training_size"):
+            width, height = record["training_size"]
+            say(
+                ctx,
+                f"Positions: compared on the {width}x{height} good images' grid (the size closest to their median); "
+                "images within 10% of it are read in proportion, others are resized to it",
+            )
         say(ctx, _working_images_line(record))
         if record.get("failed_inputs"):
             ctx.exit(3)

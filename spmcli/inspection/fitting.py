@@ -260,7 +260,8 @@ def fit_detector(
     -------
     dictionary : Dictionary
         With the detector's state in ``extras`` and a ``detector`` record in
-        ``metadata`` (mode, why, settings, counts, thresholds; with
+        ``metadata`` (mode, why, settings, counts, thresholds; the aligned
+        training size as ``training_size`` [width, height], or None; with
         ``mode_self_test`` the number of probed images, each mode's
         geometric mean of probed score over threshold and aligned's lead
         over pooled with its standard error (``lead``), or None when only
@@ -398,6 +399,8 @@ def fit_detector(
         "mode": mode,
         "mode_reason": reason,
         "mode_self_test": self_test,
+        # Aligned mode: width and height of the grid positions are compared on.
+        "training_size": [int(detector.image_shape[1]), int(detector.image_shape[0])] if mode == "aligned" else None,
         "settings": settings.to_record(),
         "good_image_noise": None if noise is None else round(noise, 5),
         "requested_settings": requested.to_record(),
