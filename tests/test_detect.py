@@ -144,7 +144,9 @@ def test_detect_warns_when_an_image_is_far_from_the_aligned_size(folders, tmp_pa
     assert result.exit_code in (0, 1), result.output  # scored (1: flagged as anomalous)
     expected = f"Warning: {wide}: the image is {2 * SIDE}x{SIDE} pixels, 100% off the aligned detector's"
     assert expected in result.output and "Traceback" not in result.output
-    record = json.loads(report.read_text())["records"][0]
+    payload = json.loads(report.read_text())
+    assert payload["model"]["training_size"] == [SIDE, SIDE]
+    record = payload["records"][0]
     assert record["status"] == "done" and "positions may not match" in record["warnings"][0]
 
 
