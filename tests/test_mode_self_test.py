@@ -200,6 +200,24 @@ def test_an_odd_first_image_does_not_set_the_positions():
     assert calls["features"] == len(good)
 
 
+def test_auto_describes_an_image_far_off_the_training_size_again_resized_for_the_aligned_candidate():
+    # Sides within 10% of the median (both modes compared), but the first
+    # image is 11% off the training size (101 rows, the first closest to the
+    # median of 100): the pooled candidate sees it as it is, the aligned one
+    # resized, so its features are computed twice; the others once.
+    heights = [90, 101, 99, 101, 99, 101, 99, 101, 99, 101, 99, 101]
+    good = [np.pad(cell, ((0, max(0, height - 96)), (0, 0)), mode="edge")[:height]
+            for cell, height in zip(aligned_cells(1, 12), heights, strict=True)]  # fmt: skip
+    calls = {}
+
+    def record(stage, done, total):
+        calls[stage] = calls.get(stage, 0) + 1
+
+    dictionary, _ = fit_detector(good, aligned_cells(2, 20), seed=0, n_atoms=32, callback=record)
+    assert dictionary.metadata["detector"]["mode_self_test"] is not None
+    assert calls["features"] == len(good) + 1
+
+
 def test_an_aligned_detector_resizes_images_far_off_its_size_and_says_so():
     good = aligned_cells(10, 12)
     with pytest.warns(UserWarning, match="only 8 calibration images"):

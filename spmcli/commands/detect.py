@@ -272,8 +272,7 @@ def command(
         "sha256": _sha256(dictionary_path),
         "mode": detector.mode,
         "mode_reason": detector.mode_reason,
-        # Aligned: [width, height] of the grid positions are compared on.
-        "training_size": [int(side) for side in detector.image_shape[::-1]] if detector.mode == "aligned" else None,
+        "training_size": detector.training_size,
         "threshold": used_threshold,
         "pixel_threshold": detector.pixel_threshold if pixel_threshold is None else pixel_threshold,
         "threshold_method": method,

@@ -288,6 +288,11 @@ class Detector:
     def feature_names(self) -> tuple[str, ...]:
         return feature_names(self.settings.features)
 
+    @property
+    def training_size(self) -> list[int] | None:
+        """An aligned detector's training size as [width, height] (for records); None in pooled mode."""
+        return [int(self.image_shape[1]), int(self.image_shape[0])] if self.mode == "aligned" else None
+
     # -- scoring -------------------------------------------------------------------
     def _levels(self, pixels: np.ndarray) -> list[np.ndarray]:
         resize_to = None

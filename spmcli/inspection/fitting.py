@@ -328,19 +328,19 @@ def fit_detector(
     del levels
     aligned_features = features
     if "aligned" in candidates:
-        far = [index for index, target in enumerate(resize_to) if target is not None]
+        far = {index for index, target in enumerate(resize_to) if target is not None}
         if far and candidates != ("aligned",):
             # Both modes compared: the pooled one saw the far-off images as they are.
             resized = map_function(
                 image_levels,
-                [good_images[index] for index in far],
+                [good_images[index] for index in sorted(far)],
                 repeat(settings),
                 repeat(patch_size),
                 repeat(aligned_shape),
             )
             computed = _good_features(resized, len(far), dictionary.atoms, patch_size, settings, map_function, callback)
             aligned_features = list(features)
-            for index, image_features_ in zip(far, computed, strict=True):
+            for index, image_features_ in zip(sorted(far), computed, strict=True):
                 aligned_features[index] = image_features_
         # Images of nearly the training size are read at the positions that
         # correspond in proportion, as detection will read them.
@@ -399,8 +399,7 @@ def fit_detector(
         "mode": mode,
         "mode_reason": reason,
         "mode_self_test": self_test,
-        # Aligned mode: width and height of the grid positions are compared on.
-        "training_size": [int(detector.image_shape[1]), int(detector.image_shape[0])] if mode == "aligned" else None,
+        "training_size": detector.training_size,
         "settings": settings.to_record(),
         "good_image_noise": None if noise is None else round(noise, 5),
         "requested_settings": requested.to_record(),
